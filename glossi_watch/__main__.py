@@ -1,0 +1,5 @@
+import sys
+
+from glossi_watch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,142 @@
+"""Putting a file whose outcome is known into ``done/`` or ``failed/``.
+
+Filing is three durable steps, each safe to repeat after a crash:
+
+1. ``moving``: the outcome and the chosen destination are committed first;
+2. the move itself (:func:`glossi_watch.filing.move_file`, which never
+   overwrites and never leaves the file in two places);
+3. the sidecar is written atomically beside the moved file, then the row
+   becomes ``filed``.
+
+A restart that finds a row in ``moving`` simply runs steps 2 and 3 again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glossi_watch.config import FolderConfig
+from glossi_watch.crashpoints import crash_point
+from glossi_watch.errors import FilingError
+from glossi_watch.filing import (
+    choose_destination,
+    ensure_dir,
+    move_file,
+    write_json_atomic,
+)
+from glossi_watch.logs import get_logger
+from glossi_watch.sidecar import build_sidecar, sidecar_path
+from glossi_watch.store import Row, StateStore, utc_now
+
+_MAX_NAME_RACES = 5
+
+
+class Filer:
+    """Files rows of one store into their folders' ``done/`` and ``failed/``."""
+
+    def __init__(self, store: StateStore, folders: dict[str, FolderConfig]) -> None:
+        self.store = store
+        self.folders = folders
+        self.log = get_logger()
+
+    def file(
+        self,
+        row: Row,
+        *,
+        outcome: str,
+        reason: str | None = None,
+        message: str | None = None,
+        batch: Row | None = None,
+    ) -> None:
+        """File ``row`` with ``outcome`` (``done`` or ``failed``), resumably."""
+        folder = self.folders[row["folder"]]
+        source = folder.path / row["rel_path"]
+
+        for _ in range(_MAX_NAME_RACES):
+            if row["state"] != "moving":
+                row = self._plan_move(row, folder, outcome, reason, message)
+            destination = Path(row["destination"])
+            if destination.exists() and _replaced_since(source, row):
+                # Moved before a crash, and a new drop now has the old name:
+                # that new file is not ours to move.
+                final = destination
+                break
+            try:
+                final = move_file(
+                    source, destination, expected_sha256=row.get("sha256")
+                )
+            except FilingError as exc:
+                if not source.exists() and not destination.exists():
+                    self._record_lost(row, str(exc))
+                    return
+                # Someone took the name between our choice and the move.
+                self.log.warning(
+                    "file_name_taken", file=row["rel_path"], error=str(exc)
+                )
+                row = {**row, "state": "placing"}
+                continue
+            break
+        else:
+            raise FilingError(source, "no free name in the destination folder")
+        crash_point("file_moved")
+
+        attempts = self.store.attempts_for_file(row["id"], row.get("batch_id"))
+        write_json_atomic(
+            sidecar_path(final), build_sidecar(row, batch, attempts, final)
+        )
+        crash_point("sidecar_written")
+        self.store.update_file(
+            row["id"], state="filed", destination=str(final), filed_at=utc_now()
+        )
+        self.log.info(
+            "file_filed",
+            file=row["rel_path"],
+            outcome=row["outcome"],
+            reason=row.get("reason"),
+            destination=str(final),
+        )
+        crash_point("file_filed")
+
+    def _plan_move(
+        self,
+        row: Row,
+        folder: FolderConfig,
+        outcome: str,
+        reason: str | None,
+        message: str | None,
+    ) -> Row:
+        directory = folder.done_dir if outcome == "done" else folder.failed_dir
+        ensure_dir(directory)
+        destination = choose_destination(directory, Path(row["rel_path"]).name)
+        fields = {
+            "state": "moving",
+            "outcome": outcome,
+            "reason": reason,
+            "message": message,
+            "destination": str(destination),
+        }
+        self.store.update_file(row["id"], **fields)
+        crash_point("move_intent_recorded")
+        return {**row, **fields}
+
+    def _record_lost(self, row: Row, detail: str) -> None:
+        self.store.update_file(
+            row["id"],
+            state="gone",
+            reason="file_vanished",
+            message="The file disappeared from the folder before it could be filed.",
+        )
+        self.log.error(
+            "file_vanished_before_filing", file=row["rel_path"], error=detail
+        )
+
+
+def _replaced_since(source: Path, row: Row) -> bool:
+    """Whether ``source`` now names a different file than the one ``row`` saw."""
+    if not row.get("inode"):
+        return False
+    try:
+        status = source.lstat()
+    except FileNotFoundError:
+        return False
+    return (status.st_dev, status.st_ino) != (row["device"], row["inode"])

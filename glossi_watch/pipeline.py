@@ -1,0 +1,486 @@
+"""The batch state machine: from grouped files to a finished Glossi job.
+
+A batch moves through these states; each arrow is one commit to the store,
+and the side effect named on it happens between the two commits::
+
+    pending ──POST /jobs──▶ uploading ──PUT each file──▶ confirming
+       ▲  (via "creating":                                   │
+       │   intent first)                          POST confirm-uploads
+       │                                                     ▼
+    (job abandoned: URLs expired,           processing ──GET /jobs/{id}──▶ finished
+     key changed, a file changed)            (polled until COMPLETE/FAILED)     │
+                                                                   move + sidecar
+                                                                               ▼
+                                                                             filed
+
+Files follow along: ``batched`` → ``uploaded`` (per PUT) → ``moving`` →
+``filed``. Resuming after a crash is running :meth:`BatchRunner.advance` on
+every batch that is not ``filed``; each state's step is written so that
+running it again after a crash anywhere inside it is safe:
+
+- ``creating``: a POST may have reached the API without its answer being
+  committed. The Jobs API has no idempotency key, so that job may exist as an
+  orphan; it is recorded as ``orphan_possible`` and a new job is requested.
+  The orphan is never confirmed: only a job id that was committed can be.
+- ``uploading``: files already ``uploaded`` are not sent again; the others
+  are sent from byte 0 (a PUT to the same URL replaces the object).
+- ``confirming``: the job is read first; if it already left
+  ``AWAITING_UPLOADS`` the earlier confirm arrived and is not repeated.
+- ``finished``: filing is resumable on its own (:mod:`glossi_watch.filer`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
+
+from glossi_watch import retry
+from glossi_watch.api import GlossiClient, JobState, UploadStopped, job_request_body
+from glossi_watch.config import ApiConfig, FolderConfig, Secret
+from glossi_watch.crashpoints import crash_point
+from glossi_watch.errors import (
+    ApiError,
+    AuthError,
+    ExpiredUrlError,
+    PermanentApiError,
+    PermanentUploadError,
+    TransientApiError,
+    UploadError,
+)
+from glossi_watch.fileinfo import FileIdentity, NotRegularFileError, open_regular
+from glossi_watch.filer import Filer
+from glossi_watch.logs import get_logger
+from glossi_watch.sealing import seal, unseal
+from glossi_watch.store import Row, StateStore, dumps, utc_now
+
+URL_SAFETY_MARGIN_SECONDS = 300.0
+DEFAULT_URL_LIFETIME_SECONDS = 3600.0
+MAX_REFUSED_UPLOADS = 3
+
+
+class _Abandon(Exception):
+    """The current job cannot be finished; start over with a new one."""
+
+
+class _FailBatch(Exception):
+    """Every file of the batch fails with ``reason``; nothing more is tried."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class BatchRunner:
+    """Drives batches through the state machine above; one batch per call."""
+
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        client: GlossiClient,
+        filer: Filer,
+        folders: dict[str, FolderConfig],
+        api: ApiConfig,
+        api_key: Callable[[], Secret],
+        stop: threading.Event,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.filer = filer
+        self.folders = folders
+        self.api = api
+        self.api_key = api_key
+        self.stop = stop
+        self.log = get_logger()
+        self._steps: dict[str, Callable[[Row], bool]] = {
+            "pending": self._create_job,
+            "creating": self._recover_creating,
+            "uploading": self._upload,
+            "confirming": self._confirm,
+            "processing": self._poll,
+            "finished": self._file_all,
+        }
+
+    def advance(self, batch_id: int) -> None:
+        """Take the batch as far as it can go now; wait states return early."""
+        while not self.stop.is_set():
+            batch = self.store.batch(batch_id)
+            step = self._steps.get(batch["state"])
+            if step is None:
+                return
+            try:
+                if not step(batch):
+                    return
+            except (TransientApiError, AuthError, UploadError) as exc:
+                self._retry_later(batch, exc)
+                return
+            except _Abandon as exc:
+                self._abandon_job(batch, str(exc))
+            except _FailBatch as exc:
+                self._fail_batch(batch, exc.reason, str(exc))
+            except UploadStopped:
+                return
+
+    # -- pending / creating --------------------------------------------------
+
+    def _create_job(self, batch: Row) -> bool:
+        files = self.store.batch_files(batch["id"])
+        if not files:
+            self.store.update_batch(batch["id"], state="filed")
+            return False
+        folder = self.folders[batch["folder"]]
+        body = job_request_body(folder, [row["rel_path"] for row in files])
+
+        record = self.store.add_job_record(batch["id"], "requested")
+        self.store.update_batch(batch["id"], state="creating")
+        crash_point("job_intent_recorded")
+        try:
+            created = self.client.create_job(body)
+        except PermanentApiError as exc:
+            self.store.update_job_record(record, state="refused", note=str(exc))
+            raise _FailBatch("api_rejected", str(exc)) from exc
+        except ApiError:
+            self.store.update_job_record(record, state="not_created")
+            self.store.update_batch(batch["id"], state="pending")
+            raise
+        crash_point("job_request_sent")
+
+        if len(created.models) != len(files):
+            raise PermanentApiError(
+                f"job {created.job_id} lists {len(created.models)} models "
+                f"for {len(files)} files"
+            )
+        key = self.api_key()
+        expires_at, lifetime = _earliest_expiry(m.upload_url for m in created.models)
+        with self.store.transaction():
+            self.store.update_job_record(record, state="created", job_id=created.job_id)
+            for row, model in zip(files, created.models, strict=True):
+                self.store.update_file(
+                    row["id"],
+                    model_id=model.model_id,
+                    upload_seal=seal(model.upload_url, key),
+                )
+            self.store.update_batch(
+                batch["id"],
+                state="uploading",
+                job_id=created.job_id,
+                job_status=created.status,
+                urls_expire_at=expires_at,
+                urls_lifetime_seconds=lifetime,
+            )
+        self.log.info(
+            "job_created", job_id=created.job_id, batch=batch["id"], files=len(files)
+        )
+        crash_point("job_created")
+        return True
+
+    def _recover_creating(self, batch: Row) -> bool:
+        for record in self.store.job_records(batch["id"]):
+            if record["state"] == "requested":
+                self.store.update_job_record(
+                    record["id"],
+                    state="orphan_possible",
+                    note="a job request was in flight when the daemon stopped",
+                )
+                self.log.warning("job_orphan_possible", batch=batch["id"])
+        self.store.update_batch(batch["id"], state="pending")
+        return True
+
+    # -- uploading -----------------------------------------------------------
+
+    def _upload(self, batch: Row) -> bool:
+        expires_at = batch["urls_expire_at"] or 0.0
+        lifetime = batch["urls_lifetime_seconds"] or DEFAULT_URL_LIFETIME_SECONDS
+        margin = min(URL_SAFETY_MARGIN_SECONDS, 0.1 * lifetime)
+        if time.time() > expires_at - margin:
+            raise _Abandon("the upload URLs have expired or are about to")
+        folder = self.folders[batch["folder"]]
+        key = self.api_key()
+
+        for row in self.store.batch_files(batch["id"]):
+            if row["state"] != "batched":
+                continue
+            url = unseal(row["upload_seal"] or "", key)
+            if url is None:
+                raise _Abandon("the upload URLs were sealed under another API key")
+            self._upload_one(batch, folder, row, url)
+            if self.stop.is_set():
+                return False
+
+        self.store.update_batch(batch["id"], state="confirming")
+        crash_point("confirm_intent_recorded")
+        return True
+
+    def _upload_one(self, batch: Row, folder: FolderConfig, row: Row, url: str) -> None:
+        path = folder.path / row["rel_path"]
+        try:
+            fd = open_regular(path)
+        except (OSError, NotRegularFileError) as exc:
+            self._detach_changed(row, f"cannot open it any more: {exc}")
+            raise _Abandon(f"{row['rel_path']} changed before its upload") from exc
+        try:
+            identity = FileIdentity.of(os.fstat(fd))
+            if identity != _stored_identity(row):
+                self._detach_changed(row, "its size, time or inode changed")
+                raise _Abandon(f"{row['rel_path']} changed before its upload")
+            self._send(batch, row, url, fd, identity.size)
+        finally:
+            os.close(fd)
+
+    def _send(self, batch: Row, row: Row, url: str, fd: int, size: int) -> None:
+        started = time.monotonic()
+        halfway = [False]
+
+        def on_progress(sent: int) -> None:
+            if not halfway[0] and sent * 2 >= size:
+                halfway[0] = True
+                crash_point("upload_midway")
+
+        self.log.info("upload_started", file=row["rel_path"], bytes=size)
+        try:
+            self.client.upload(
+                url,
+                fd,
+                size=size,
+                md5_base64=row["md5_base64"],
+                on_progress=on_progress,
+                should_stop=self.stop.is_set,
+            )
+        except ExpiredUrlError as exc:
+            self._record(batch, row, "upload", "expired", str(exc))
+            raise _Abandon("an upload URL expired") from exc
+        except PermanentUploadError as exc:
+            self._record(batch, row, "upload", "refused", str(exc))
+            refused = (batch["retry_count"] or 0) + 1
+            if refused >= MAX_REFUSED_UPLOADS:
+                raise _FailBatch("upload_refused", str(exc)) from exc
+            self.store.update_batch(batch["id"], retry_count=refused)
+            raise _Abandon("the storage refused an upload") from exc
+        crash_point("upload_sent")
+
+        seconds = time.monotonic() - started
+        self.store.update_file(row["id"], state="uploaded", uploaded_at=utc_now())
+        self._record(batch, row, "upload", "ok", f"{size} bytes in {seconds:.2f} s")
+        self.log.info(
+            "upload_finished",
+            file=row["rel_path"],
+            job_id=batch["job_id"],
+            bytes=size,
+            seconds=round(seconds, 3),
+        )
+        crash_point("upload_recorded")
+
+    def _detach_changed(self, row: Row, why: str) -> None:
+        """Take a file that changed out of its batch; it will settle again."""
+        self.store.update_file(
+            row["id"], state="detected", batch_id=None, model_id=None, upload_seal=None
+        )
+        self.log.info("file_changed", file=row["rel_path"], detail=why)
+
+    # -- confirming and processing -------------------------------------------
+
+    def _confirm(self, batch: Row) -> bool:
+        job_id = batch["job_id"]
+        current = self.client.get_job(job_id)
+        if current.status == "AWAITING_UPLOADS":
+            try:
+                self.client.confirm_uploads(job_id)
+            except PermanentApiError as exc:
+                if exc.status_code != 409:
+                    raise _Abandon(f"the API refused to confirm: {exc}") from exc
+            crash_point("confirm_sent")
+        with self.store.transaction():
+            for record in self.store.job_records(batch["id"]):
+                if record["job_id"] == job_id:
+                    self.store.update_job_record(record["id"], state="confirmed")
+            self.store.update_batch(
+                batch["id"],
+                state="processing",
+                confirmed_at=utc_now(),
+                retry_count=0,
+                next_step_at=time.time() + self.api.poll_interval_seconds,
+            )
+        self.log.info("job_confirmed", job_id=job_id, batch=batch["id"])
+        crash_point("job_confirmed")
+        return True
+
+    def _poll(self, batch: Row) -> bool:
+        if (batch["next_step_at"] or 0) > time.time():
+            return False
+        try:
+            state = self.client.get_job(batch["job_id"])
+        except PermanentApiError as exc:
+            raise _FailBatch("job_lost", str(exc)) from exc
+        polls = (batch["poll_count"] or 0) + 1
+        if not state.finished:
+            interval = min(
+                self.api.poll_interval_seconds * 1.5 ** min(polls, 20),
+                self.api.max_poll_interval_seconds,
+            )
+            self.store.update_batch(
+                batch["id"],
+                job_status=state.status,
+                poll_count=polls,
+                next_step_at=time.time() + interval,
+            )
+            self.log.debug(
+                "job_progress",
+                job_id=state.job_id,
+                status=state.status,
+                progress=dict(state.progress),
+            )
+            return False
+        crash_point("job_finished_seen")
+        self._record_finished(batch, state)
+        crash_point("job_finished_recorded")
+        return True
+
+    def _record_finished(self, batch: Row, state: JobState) -> None:
+        results = [
+            {
+                "model_id": result.model_id,
+                "model_name": result.model_name,
+                "project_id": result.project_id,
+                "project_name": result.project_name,
+            }
+            for result in state.results
+        ]
+        complete = state.status == "COMPLETE"
+        with self.store.transaction():
+            self.store.update_batch(
+                batch["id"],
+                state="finished",
+                job_status=state.status,
+                job_error=state.error,
+                batch_project_id=state.batch_project_id,
+                result_json=dumps(results),
+                finished_at=utc_now(),
+            )
+            for row in self.store.batch_files(batch["id"]):
+                self.store.update_file(
+                    row["id"],
+                    outcome="done" if complete else "failed",
+                    reason=None if complete else "job_failed",
+                    message=None if complete else (state.error or "The job failed."),
+                )
+        created = datetime.fromisoformat(batch["created_at"].replace("Z", "+00:00"))
+        self.log.info(
+            "job_finished",
+            job_id=state.job_id,
+            status=state.status,
+            error=state.error,
+            files=len(self.store.batch_files(batch["id"])),
+            batch_project_id=state.batch_project_id,
+            seconds=round((datetime.now(UTC) - created).total_seconds(), 1),
+        )
+
+    # -- finished ------------------------------------------------------------
+
+    def _file_all(self, batch: Row) -> bool:
+        for row in self.store.batch_files(batch["id"]):
+            if row["state"] == "filed" or row["state"] == "gone":
+                continue
+            self.filer.file(
+                row,
+                outcome=row["outcome"] or "failed",
+                reason=row["reason"],
+                message=row["message"],
+                batch=batch,
+            )
+        self.store.update_batch(batch["id"], state="filed")
+        return False
+
+    # -- giving up on a job, or on the batch ---------------------------------
+
+    def _abandon_job(self, batch: Row, why: str) -> None:
+        with self.store.transaction():
+            for record in self.store.job_records(batch["id"]):
+                if record["job_id"] == batch["job_id"] and batch["job_id"]:
+                    self.store.update_job_record(
+                        record["id"], state="abandoned", note=why
+                    )
+            for row in self.store.batch_files(batch["id"]):
+                if row["state"] in ("batched", "uploaded"):
+                    self.store.update_file(
+                        row["id"], state="batched", model_id=None, upload_seal=None
+                    )
+            self.store.update_batch(
+                batch["id"],
+                state="pending",
+                job_id=None,
+                job_status=None,
+                urls_expire_at=None,
+            )
+        self.store.record_attempt(
+            step="job", outcome="abandoned", detail=why, batch_id=batch["id"]
+        )
+        self.log.warning("job_abandoned", job_id=batch["job_id"], reason=why)
+
+    def _fail_batch(self, batch: Row, reason: str, message: str) -> None:
+        with self.store.transaction():
+            for row in self.store.batch_files(batch["id"]):
+                self.store.update_file(
+                    row["id"], outcome="failed", reason=reason, message=message
+                )
+            self.store.update_batch(
+                batch["id"], state="finished", finished_at=utc_now()
+            )
+        self.log.error(
+            "batch_failed", batch=batch["id"], reason=reason, message=message
+        )
+
+    def _retry_later(self, batch: Row, exc: Exception) -> None:
+        count = (batch["retry_count"] or 0) + 1
+        retry_after = getattr(exc, "retry_after", None)
+        delay = retry.backoff_seconds(count - 1, retry_after=retry_after)
+        self.store.update_batch(
+            batch["id"], retry_count=count, next_step_at=time.time() + delay
+        )
+        self.store.record_attempt(
+            step=batch["state"], outcome="retry", detail=str(exc), batch_id=batch["id"]
+        )
+        event = "api_key_refused" if isinstance(exc, AuthError) else "step_retry"
+        self.log.warning(
+            event,
+            batch=batch["id"],
+            state=batch["state"],
+            error=str(exc),
+            retry_in_seconds=round(delay, 1),
+            attempt=count,
+        )
+
+    def _record(
+        self, batch: Row, row: Row, step: str, outcome: str, detail: str
+    ) -> None:
+        self.store.record_attempt(
+            step=step,
+            outcome=outcome,
+            detail=detail,
+            batch_id=batch["id"],
+            file_id=row["id"],
+        )
+
+
+def _stored_identity(row: Row) -> FileIdentity:
+    return FileIdentity(row["device"], row["inode"], row["size"], row["mtime_ns"])
+
+
+def _earliest_expiry(urls: Iterable[str]) -> tuple[float, float]:
+    """When the first of ``urls`` expires and its lifetime, from SigV4 fields."""
+    earliest = time.time() + DEFAULT_URL_LIFETIME_SECONDS
+    shortest = DEFAULT_URL_LIFETIME_SECONDS
+    for url in urls:
+        query = parse_qs(urlsplit(url).query)
+        try:
+            signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+            lifetime = float(query["X-Amz-Expires"][0])
+        except (KeyError, ValueError, IndexError):
+            continue
+        expiry = signed.replace(tzinfo=UTC).timestamp() + lifetime
+        earliest = min(earliest, expiry)
+        shortest = min(shortest, lifetime)
+    return earliest, shortest

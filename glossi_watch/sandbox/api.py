@@ -1,0 +1,170 @@
+"""The Jobs API server of the sandbox, and its inspection routes.
+
+``/api/v1/*`` needs the ``X-API-Key`` header (401 otherwise, before any 404
+or 405); ``/_sandbox/*`` is open, for tests and people to look inside. Every
+error is ``{"error": <code>, "message": <sentence>}``. Request bodies are
+read whole, so they are limited to ``MAX_BODY_BYTES``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+
+from glossi_watch.sandbox.errors import ApiRefusal
+from glossi_watch.sandbox.jobs import JsonObject, ModelSlot, Status, parse_job_request
+from glossi_watch.sandbox.server import (
+    UNMATCHED,
+    Route,
+    RouteMatch,
+    SandboxHandler,
+    Target,
+)
+
+API_PREFIX = "/api/v1"
+MAX_BODY_BYTES = 1024 * 1024
+
+CREATE_JOB = "create_job"
+CONFIRM_UPLOADS = "confirm_uploads"
+GET_JOB = "get_job"
+INSPECT_JOBS = "inspect_jobs"
+INSPECT_REQUESTS = "inspect_requests"
+
+ROUTES = (
+    Route(CREATE_JOB, "POST", re.compile(f"{API_PREFIX}/jobs")),
+    Route(
+        CONFIRM_UPLOADS,
+        "POST",
+        re.compile(f"{API_PREFIX}/jobs/(?P<job_id>[^/]+)/confirm-uploads"),
+    ),
+    Route(GET_JOB, "GET", re.compile(f"{API_PREFIX}/jobs/(?P<job_id>[^/]+)")),
+    Route(INSPECT_JOBS, "GET", re.compile("/_sandbox/jobs")),
+    Route(INSPECT_REQUESTS, "GET", re.compile("/_sandbox/requests")),
+)
+
+
+class ApiHandler(SandboxHandler):
+    """Answers the Jobs API and the ``/_sandbox`` inspection routes."""
+
+    role = "api"
+    routes = ROUTES
+    software = "glossi-sandbox"
+    drain_limit = MAX_BODY_BYTES
+
+    def answer(self, found: RouteMatch, target: Target) -> None:
+        body = self._read_body()
+        is_api = target.path == API_PREFIX or target.path.startswith(API_PREFIX + "/")
+        if is_api:
+            self._check_api_key()
+        if found.name == UNMATCHED:
+            raise _unmatched(found)
+
+        jobs = self.server.state.jobs
+        job_id = found.params.get("job_id", "")
+        if found.name == CREATE_JOB:
+            self._create_job(body)
+        elif found.name == CONFIRM_UPLOADS:
+            job = jobs.confirm(job_id)
+            confirmed: JsonObject = {
+                "jobId": job.id,
+                "status": Status.PROCESSING.value,
+                "modelsConfirmed": len(job.models),
+            }
+            self._send_json(200, confirmed)
+        elif found.name == GET_JOB:
+            self._send_json(200, jobs.describe(job_id))
+        elif found.name == INSPECT_JOBS:
+            self._send_json(200, {"jobs": jobs.inspect()})
+        elif found.name == INSPECT_REQUESTS:
+            records = self.server.state.requests.snapshot()
+            self._send_json(200, {"requests": [r.as_json() for r in records]})
+
+    def _create_job(self, body: bytes) -> None:
+        job = self.server.state.jobs.create(parse_job_request(body))
+        models = [
+            {
+                "id": slot.id,
+                "fileName": slot.file_name,
+                "uploadUrl": self._upload_url(slot),
+                "uploadKey": slot.upload_key,
+            }
+            for slot in job.models
+        ]
+        created: JsonObject = {
+            "jobId": job.id,
+            "status": Status.AWAITING_UPLOADS.value,
+            "models": models,
+        }
+        self._send_json(201, created)
+
+    def _upload_url(self, slot: ModelSlot) -> str:
+        state = self.server.state
+        query = state.presigner.presign_put(slot.upload_path, host=state.storage_host)
+        return f"http://{state.storage_host}{slot.upload_path}?{query}"
+
+    def _check_api_key(self) -> None:
+        given = self.headers.get("X-API-Key")
+        if given is None:
+            raise ApiRefusal(
+                401, "unauthorized", "The X-API-Key header is missing; send your key."
+            )
+        expected = self.server.state.api_key
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiRefusal(401, "unauthorized", "The X-API-Key is not a valid key.")
+
+    def _read_body(self) -> bytes:
+        """Read the whole request body; chunked or oversized bodies are refused."""
+        length = self.body_remaining
+        if "Transfer-Encoding" in self.headers:
+            raise ApiRefusal(
+                411,
+                "length_required",
+                "Send the body with a Content-Length header, not chunked.",
+                close_connection=True,
+            )
+        if length is None:
+            raise ApiRefusal(
+                400,
+                "invalid_content_length",
+                "The Content-Length header is not a number of bytes.",
+                close_connection=True,
+            )
+        if length > MAX_BODY_BYTES:
+            raise ApiRefusal(
+                413,
+                "body_too_large",
+                f"The request body may be at most {MAX_BODY_BYTES} bytes.",
+                close_connection=True,
+            )
+
+        self.send_continue()
+        try:
+            body = self.rfile.read(length) if length else b""
+        except OSError:
+            body = b""
+        if len(body) < length:
+            raise ApiRefusal(
+                400,
+                "incomplete_body",
+                "The body ended before its Content-Length.",
+                close_connection=True,
+            )
+        self.body_remaining = 0
+        return body
+
+    def _send_json(self, status: int, document: JsonObject) -> None:
+        body = json.dumps(document).encode()
+        self.send_body(status, body, content_type="application/json")
+
+
+def _unmatched(found: RouteMatch) -> ApiRefusal:
+    if found.allowed_methods:
+        allowed = ", ".join(found.allowed_methods)
+        return ApiRefusal(
+            405,
+            "method_not_allowed",
+            f"This path only answers {allowed}.",
+            headers={"Allow": allowed},
+        )
+    return ApiRefusal(404, "not_found", "There is no such route in the Jobs API.")

@@ -1,0 +1,110 @@
+"""The ``sandbox`` command: run the local Jobs API and storage until stopped.
+
+The first line printed is the API base URL, the second where uploads go and
+where their data is kept; nothing printed contains the API key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+
+from glossi_watch.sandbox.app import Sandbox
+from glossi_watch.sandbox.errors import SandboxStartError
+
+DEFAULT_PORT = 8765
+DEFAULT_API_KEY = "sandbox-key"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the sandbox's options to ``parser``."""
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="port of the API; 0 picks a free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--storage-port",
+        type=int,
+        default=0,
+        help="port of the upload storage; 0 picks a free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help=f"the key clients must send (default: $GLOSSI_API_KEY, else "
+        f"{DEFAULT_API_KEY!r})",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder for uploaded objects (default: a new temporary folder)",
+    )
+    parser.add_argument(
+        "--url-ttl-seconds",
+        type=float,
+        default=3600.0,
+        help="lifetime of upload URLs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--step-seconds",
+        type=float,
+        default=0.5,
+        help="how long each job status lasts after the confirm (default: %(default)s)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the sandbox until SIGINT or SIGTERM; return the exit status.
+
+    Must be called from the main thread, which owns signal handling.
+    """
+    api_key = args.api_key or os.environ.get("GLOSSI_API_KEY") or DEFAULT_API_KEY
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="glossi-sandbox-"))
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    sandbox = Sandbox(
+        api_key=api_key,
+        data_dir=data_dir,
+        host=args.host,
+        port=args.port,
+        storage_port=args.storage_port,
+        url_ttl_seconds=args.url_ttl_seconds,
+        step_seconds=args.step_seconds,
+    )
+    try:
+        sandbox.start()
+    except SandboxStartError as exc:
+        print(f"glossi-watch sandbox: {exc}", file=sys.stderr)
+        return 1
+
+    previous = {
+        signum: signal.signal(signum, request_stop)
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        print(sandbox.api_base_url, flush=True)
+        print(f"Uploads go to {sandbox.storage_url}; data in {data_dir}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sandbox.close()
+    return 0

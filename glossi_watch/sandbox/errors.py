@@ -1,0 +1,85 @@
+"""The sandbox's branch of the glossi-watch exception tree.
+
+::
+
+    GlossiWatchError
+    ├── SandboxStartError      a server of the sandbox could not listen
+    └── SandboxRefusal         a request is answered with an error status
+        ├── ApiRefusal         rendered as the API's JSON error body
+        └── StorageRefusal     rendered as S3's XML <Error> body
+
+A refusal never leaves the sandbox: the request dispatch catches it and turns
+it into the HTTP response that the real service would send.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from xml.sax.saxutils import escape
+
+from glossi_watch.errors import GlossiWatchError
+
+
+class SandboxStartError(GlossiWatchError):
+    """A server of the sandbox could not bind its address (port taken, bad host)."""
+
+    def __init__(self, address: str, problem: str) -> None:
+        self.address = address
+        self.problem = problem
+        super().__init__(f"The sandbox cannot listen on {address}: {problem}")
+
+
+class SandboxRefusal(GlossiWatchError):
+    """A request that the sandbox answers with an error status.
+
+    ``close_connection`` is true when the request body was left unread (or the
+    client stopped sending it), so the connection cannot carry another request.
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, *, close_connection: bool = False
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.close_connection = close_connection
+        super().__init__(f"{status} {code}: {message}")
+
+    def render(self) -> tuple[bytes, str, dict[str, str]]:
+        """Return the response body, its Content-Type and any extra headers."""
+        raise NotImplementedError
+
+
+class ApiRefusal(SandboxRefusal):
+    """An API error, sent as ``{"error": <code>, "message": <sentence>}``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        close_connection: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, code, message, close_connection=close_connection)
+        self.headers = dict(headers or {})
+
+    def render(self) -> tuple[bytes, str, dict[str, str]]:
+        body = json.dumps({"error": self.code, "message": self.message}).encode()
+        return body, "application/json", self.headers
+
+
+class StorageRefusal(SandboxRefusal):
+    """An S3 error, sent as S3's XML ``<Error>`` document with a request id."""
+
+    def render(self) -> tuple[bytes, str, dict[str, str]]:
+        request_id = uuid.uuid4().hex[:16].upper()
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{escape(self.code)}</Code>"
+            f"<Message>{escape(self.message)}</Message>"
+            f"<RequestId>{request_id}</RequestId></Error>"
+        ).encode()
+        return body, "application/xml", {"x-amz-request-id": request_id}

@@ -1,0 +1,495 @@
+"""The sandbox's Jobs API, job progression, inspection routes and command line.
+
+Every test talks to a real sandbox on 127.0.0.1 over HTTP; the S3 side is
+covered in ``test_sandbox_storage.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from glossi_watch.sandbox import Sandbox
+from glossi_watch.sandbox.errors import SandboxStartError
+
+API_KEY = "glsi_test_key_0123456789"
+SAMPLES = Path("/work/shared/samples")
+GLB_TYPE = {"Content-Type": "model/gltf-binary"}
+FINAL_STATUSES = ("COMPLETE", "FAILED")
+STATUS_ORDER = (
+    "AWAITING_UPLOADS",
+    "PROCESSING",
+    "CREATING_PROJECTS",
+    "RENDERING",
+    "COMPLETE",
+)
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a thread running after it."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5.0
+    while (leaked := set(threading.enumerate()) - before) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    assert not leaked
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    with Sandbox(api_key=API_KEY, data_dir=tmp_path / "data", step_seconds=0.05) as sb:
+        yield sb
+
+
+@pytest.fixture
+def api(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    headers = {"X-API-Key": API_KEY}
+    with httpx.Client(
+        base_url=sandbox.api_base_url, headers=headers, timeout=30
+    ) as client:
+        yield client
+
+
+def create_job(api: httpx.Client, *names: str, **options: Any) -> dict[str, Any]:
+    models = [{"fileName": name, "fileType": "glb"} for name in names]
+    response = api.post("/jobs", json={"models": models, **options})
+    assert response.status_code == 201, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def upload(model: dict[str, Any], data: bytes) -> None:
+    response = httpx.put(model["uploadUrl"], content=data, headers=GLB_TYPE, timeout=30)
+    assert response.status_code == 200, response.text
+
+
+def wait_until_final(
+    api: httpx.Client, job_id: str, *, pause: float = 0.02
+) -> tuple[dict[str, Any], list[str]]:
+    """Poll a job to COMPLETE or FAILED; return the last answer and statuses seen."""
+    seen: list[str] = []
+    deadline = time.monotonic() + 60.0
+    while True:
+        document: dict[str, Any] = api.get(f"/jobs/{job_id}").json()
+        if not seen or seen[-1] != document["status"]:
+            seen.append(document["status"])
+        if document["status"] in FINAL_STATUSES:
+            return document, seen
+        assert time.monotonic() < deadline, f"job stuck in {seen[-1]}"
+        time.sleep(pause)
+
+
+def assert_api_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error", "message"}
+    assert body["error"] == code
+    assert body["message"]
+
+
+def inspected_jobs(sandbox: Sandbox) -> list[dict[str, Any]]:
+    jobs: list[dict[str, Any]] = httpx.get(f"{sandbox.root_url}/_sandbox/jobs").json()[
+        "jobs"
+    ]
+    return jobs
+
+
+class TestHappyPath:
+    def test_single_model_job_completes_with_a_project(
+        self, sandbox: Sandbox, api: httpx.Client
+    ) -> None:
+        """Create, upload a real GLB, confirm and poll: the job ends COMPLETE."""
+        data = (SAMPLES / "Box.glb").read_bytes()
+        job = create_job(api, "Box.glb", templateId="tpl")
+        assert job["status"] == "AWAITING_UPLOADS"
+        [model] = job["models"]
+
+        upload(model, data)
+        confirm = api.post(f"/jobs/{job['jobId']}/confirm-uploads")
+        final, seen = wait_until_final(api, job["jobId"])
+
+        assert confirm.status_code == 200
+        assert confirm.json() == {
+            "jobId": job["jobId"],
+            "status": "PROCESSING",
+            "modelsConfirmed": 1,
+        }
+        assert final["status"] == "COMPLETE"
+        assert "batchProject" not in final and "error" not in final
+        [result] = final["results"]
+        assert result["model"] == {"id": model["id"], "name": "Box.glb"}
+        assert result["project"]["id"] and result["project"]["name"]
+        assert seen[0] == "PROCESSING"
+        assert [s for s in STATUS_ORDER if s in seen] == seen
+
+    def test_inspection_shows_size_and_sha256_of_the_uploaded_file(
+        self, sandbox: Sandbox, api: httpx.Client
+    ) -> None:
+        """The stored object has the uploaded file's size and SHA-256."""
+        data = (SAMPLES / "barrel.glb").read_bytes()
+        job = create_job(api, "barrel.glb", "later.glb")
+        before = inspected_jobs(sandbox)
+
+        upload(job["models"][0], data)
+        after = inspected_jobs(sandbox)
+
+        assert before[0]["models"][0]["size"] is None
+        assert before[0]["models"][0]["sha256"] is None
+        [entry] = after
+        assert entry["jobId"] == job["jobId"]
+        assert entry["status"] == "AWAITING_UPLOADS"
+        assert entry["confirmCount"] == 0
+        stored, waiting = entry["models"]
+        assert stored["id"] == job["models"][0]["id"]
+        assert stored["fileName"] == "barrel.glb"
+        assert stored["size"] == len(data)
+        assert stored["sha256"] == hashlib.sha256(data).hexdigest()
+        assert waiting["size"] is None and waiting["sha256"] is None
+
+    def test_a_job_of_several_models_has_a_batch_project(
+        self, sandbox: Sandbox, api: httpx.Client
+    ) -> None:
+        """Two models are grouped into a batchProject; each gets its own project."""
+        names = ("Box.glb", "BoxTextured.glb")
+        job = create_job(api, *names)
+        for model, name in zip(job["models"], names, strict=True):
+            upload(model, (SAMPLES / name).read_bytes())
+
+        api.post(f"/jobs/{job['jobId']}/confirm-uploads").raise_for_status()
+        final, _ = wait_until_final(api, job["jobId"])
+
+        assert final["status"] == "COMPLETE"
+        assert set(final["batchProject"]) == {"id", "title"}
+        models = [result["model"]["name"] for result in final["results"]]
+        projects = {result["project"]["id"] for result in final["results"]}
+        assert models == list(names)
+        assert len(projects) == 2
+        assert final["progress"] == {
+            "modelsUploaded": 2,
+            "modelsReady": 2,
+            "modelsTotal": 2,
+            "projectsCreated": 2,
+            "projectsTotal": 2,
+            "rendersComplete": 0,
+            "rendersTotal": 0,
+        }
+
+    def test_without_create_projects_the_results_have_no_project(
+        self, api: httpx.Client
+    ) -> None:
+        """createProjects false: no project stage, and each result's project is null."""
+        job = create_job(api, "Box.glb", createProjects=False)
+        upload(job["models"][0], (SAMPLES / "Box.glb").read_bytes())
+
+        api.post(f"/jobs/{job['jobId']}/confirm-uploads").raise_for_status()
+        final, seen = wait_until_final(api, job["jobId"])
+
+        assert final["status"] == "COMPLETE"
+        assert final["results"][0]["project"] is None
+        assert final["progress"]["projectsTotal"] == 0
+        assert "CREATING_PROJECTS" not in seen
+
+    def test_a_rendering_job_walks_through_every_status_in_order(
+        self, tmp_path: Path
+    ) -> None:
+        """With rendering asked for, each status shows for a step, then COMPLETE."""
+        with (
+            Sandbox(api_key=API_KEY, data_dir=tmp_path, step_seconds=1.0) as sandbox,
+            httpx.Client(
+                base_url=sandbox.api_base_url, headers={"X-API-Key": API_KEY}
+            ) as api,
+        ):
+            job = create_job(
+                api, "Box.glb", templateId="tpl", renderSettings={"renderShots": True}
+            )
+            upload(job["models"][0], (SAMPLES / "Box.glb").read_bytes())
+            api.post(f"/jobs/{job['jobId']}/confirm-uploads").raise_for_status()
+            final, seen = wait_until_final(api, job["jobId"])
+
+        assert seen == ["PROCESSING", "CREATING_PROJECTS", "RENDERING", "COMPLETE"]
+        assert final["progress"]["rendersTotal"] == 1
+        assert final["progress"]["rendersComplete"] == 1
+
+
+class TestFailedJobs:
+    @pytest.mark.parametrize(
+        "data",
+        [b"this is not a model at all", (SAMPLES / "Box.glb").read_bytes()[:600]],
+        ids=["not-glb", "truncated-glb"],
+    )
+    def test_an_invalid_upload_fails_the_job_naming_the_file(
+        self, api: httpx.Client, data: bytes
+    ) -> None:
+        """A model that is not a valid GLB makes the job FAILED with its name."""
+        job = create_job(api, "good.glb", "broken.glb")
+        upload(job["models"][0], (SAMPLES / "Box.glb").read_bytes())
+        upload(job["models"][1], data)
+
+        api.post(f"/jobs/{job['jobId']}/confirm-uploads").raise_for_status()
+        final, seen = wait_until_final(api, job["jobId"])
+
+        assert seen == ["PROCESSING", "FAILED"]
+        assert "'broken.glb'" in final["error"]
+        assert "good.glb" not in final["error"]
+        assert "results" not in final
+        assert final["progress"]["modelsReady"] == 1
+
+
+class TestApiRefusals:
+    @pytest.mark.parametrize("key", [None, "wrong-key", ""])
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("POST", "/jobs"),
+            ("GET", "/jobs/some-job"),
+            ("POST", "/jobs/some-job/confirm-uploads"),
+            ("GET", "/no-such-route"),
+        ],
+    )
+    def test_a_missing_or_wrong_key_is_refused_with_401(
+        self, sandbox: Sandbox, key: str | None, method: str, path: str
+    ) -> None:
+        """Every /api/v1 route answers 401 without the right X-API-Key."""
+        headers = {} if key is None else {"X-API-Key": key}
+
+        response = httpx.request(
+            method, sandbox.api_base_url + path, headers=headers, json={"models": []}
+        )
+
+        assert_api_error(response, 401, "unauthorized")
+
+    @pytest.mark.parametrize(
+        ("body", "code"),
+        [
+            (b"not json", "invalid_body"),
+            (b"", "invalid_body"),
+            (b'[{"fileName": "a.glb"}]', "invalid_body"),
+            (b'"models"', "invalid_body"),
+            (b"{}", "invalid_models"),
+            (b'{"models": []}', "invalid_models"),
+            (b'{"models": "a.glb"}', "invalid_models"),
+            (b'{"models": ["a.glb"]}', "invalid_models"),
+            (b'{"models": [{"fileType": "glb"}]}', "invalid_file_name"),
+            (b'{"models": [{"fileName": "", "fileType": "glb"}]}', "invalid_file_name"),
+            (b'{"models": [{"fileName": 7, "fileType": "glb"}]}', "invalid_file_name"),
+            (
+                b'{"models": [{"fileName": "a.fbx", "fileType": "fbx"}]}',
+                "unsupported_file_type",
+            ),
+            (b'{"models": [{"fileName": "a.glb"}]}', "unsupported_file_type"),
+            (
+                b'{"models": [{"fileName": "a.glb", "fileType": "glb"}], '
+                b'"renderSettings": {"renderBookmarks": true}}',
+                "template_required",
+            ),
+            (
+                b'{"models": [{"fileName": "a.glb", "fileType": "glb"}], '
+                b'"renderSettings": {"renderShots": true}, "templateId": ""}',
+                "template_required",
+            ),
+        ],
+    )
+    def test_an_unusable_create_body_is_refused_with_400(
+        self, api: httpx.Client, body: bytes, code: str
+    ) -> None:
+        """A create-job body that cannot make a job gets 400 with a reason code."""
+        response = api.post("/jobs", content=body)
+
+        assert_api_error(response, 400, code)
+
+    def test_unknown_fields_are_ignored_and_the_webhook_url_accepted(
+        self, api: httpx.Client
+    ) -> None:
+        """Extra fields do not stop a job from being created."""
+        body = {
+            "models": [{"fileName": "a.glb", "fileType": "glb", "colour": "red"}],
+            "webhookUrl": "https://example.invalid/hook",
+            "renderSettings": {"renderBookmarks": False, "imageQuality": 1},
+            "futureOption": {"nested": True},
+        }
+
+        response = api.post("/jobs", json=body)
+
+        assert response.status_code == 201
+        assert response.json()["models"][0]["fileName"] == "a.glb"
+
+    def test_confirm_before_every_upload_is_refused_naming_the_missing_file(
+        self, api: httpx.Client
+    ) -> None:
+        """Confirming with one of two files uploaded is a 400 naming the other."""
+        job = create_job(api, "first.glb", "second.glb")
+        early = api.post(f"/jobs/{job['jobId']}/confirm-uploads")
+        upload(job["models"][0], (SAMPLES / "Box.glb").read_bytes())
+
+        response = api.post(f"/jobs/{job['jobId']}/confirm-uploads")
+
+        assert_api_error(early, 400, "uploads_incomplete")
+        assert_api_error(response, 400, "uploads_incomplete")
+        assert "second.glb" in response.json()["message"]
+        assert "first.glb" not in response.json()["message"]
+        assert api.get(f"/jobs/{job['jobId']}").json()["status"] == "AWAITING_UPLOADS"
+
+    def test_a_second_confirm_is_a_conflict_and_is_not_counted(
+        self, sandbox: Sandbox, api: httpx.Client
+    ) -> None:
+        """Confirming twice answers 409; the sandbox counts one confirm."""
+        job = create_job(api, "Box.glb")
+        upload(job["models"][0], (SAMPLES / "Box.glb").read_bytes())
+        api.post(f"/jobs/{job['jobId']}/confirm-uploads").raise_for_status()
+
+        again = api.post(f"/jobs/{job['jobId']}/confirm-uploads")
+
+        assert_api_error(again, 409, "already_confirmed")
+        assert inspected_jobs(sandbox)[0]["confirmCount"] == 1
+
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [("GET", "/jobs/no-such-job"), ("POST", "/jobs/no-such-job/confirm-uploads")],
+    )
+    def test_an_unknown_job_is_404(
+        self, api: httpx.Client, method: str, path: str
+    ) -> None:
+        """A job id the sandbox never issued answers 404."""
+        response = api.request(method, path)
+
+        assert_api_error(response, 404, "job_not_found")
+
+    def test_a_wrong_method_is_405_and_an_unknown_route_404(
+        self, api: httpx.Client
+    ) -> None:
+        """Routes answer only their method; other paths are not found."""
+        wrong_method = api.delete("/jobs")
+        unknown = api.get("/models")
+
+        assert_api_error(wrong_method, 405, "method_not_allowed")
+        assert wrong_method.headers["allow"] == "POST"
+        assert_api_error(unknown, 404, "not_found")
+
+
+class TestRequestLog:
+    def test_the_log_has_header_names_only_and_never_the_key_or_signature(
+        self, sandbox: Sandbox, api: httpx.Client
+    ) -> None:
+        """Both servers' requests are logged by path and header names, no secrets."""
+        job = create_job(api, "Box.glb")
+        upload(job["models"][0], (SAMPLES / "Box.glb").read_bytes())
+        httpx.get(sandbox.api_base_url + "/jobs/x", headers={"X-API-Key": "typo"})
+
+        response = httpx.get(f"{sandbox.root_url}/_sandbox/requests")
+
+        text = response.text
+        assert API_KEY not in text and "typo" not in text
+        assert "X-Amz-Signature" not in text and "?" not in text
+        create, put, typo, inspect = response.json()["requests"]
+        assert create == {
+            "method": "POST",
+            "path": "/api/v1/jobs",
+            "headers": create["headers"],
+            "hadApiKey": True,
+            "server": "api",
+        }
+        assert "X-API-Key" in create["headers"]
+        assert "Content-Type" in create["headers"]
+        assert put["server"] == "storage" and put["method"] == "PUT"
+        assert (
+            put["path"]
+            == job["models"][0]["uploadUrl"].split("?")[0].split(sandbox.storage_url)[1]
+        )
+        assert put["hadApiKey"] is False
+        assert typo["hadApiKey"] is True
+        assert inspect["path"] == "/_sandbox/requests"
+
+
+class TestLifecycle:
+    def test_api_and_storage_are_different_origins_on_loopback(
+        self, sandbox: Sandbox
+    ) -> None:
+        """The upload storage listens on its own port, as S3 is its own host."""
+        assert sandbox.api_base_url == sandbox.root_url + "/api/v1"
+        assert sandbox.root_url.startswith("http://127.0.0.1:")
+        assert sandbox.storage_url.startswith("http://127.0.0.1:")
+        assert sandbox.storage_url != sandbox.root_url
+
+    def test_a_taken_port_is_a_start_error_and_close_is_repeatable(
+        self, sandbox: Sandbox, tmp_path: Path
+    ) -> None:
+        """A second sandbox on the same port cannot start; closing twice is fine."""
+        port = int(sandbox.root_url.rsplit(":", 1)[1])
+        other = Sandbox(api_key=API_KEY, data_dir=tmp_path / "other", port=port)
+
+        with pytest.raises(SandboxStartError) as raised:
+            other.start()
+        other.close()
+        other.close()
+
+        assert f"127.0.0.1:{port}" in str(raised.value)
+
+    def test_close_ends_idle_keep_alive_connections(self, tmp_path: Path) -> None:
+        """Closing the sandbox does not wait for clients to hang up."""
+        sandbox = Sandbox(api_key=API_KEY, data_dir=tmp_path)
+        sandbox.start()
+        client = httpx.Client(headers={"X-API-Key": API_KEY})
+        client.get(sandbox.root_url + "/_sandbox/jobs").raise_for_status()
+
+        started = time.monotonic()
+        sandbox.close()
+        took = time.monotonic() - started
+        client.close()
+
+        assert took < 10.0
+
+
+class TestCommand:
+    @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+    def test_the_command_prints_its_url_serves_and_stops_on_a_signal(
+        self, tmp_path: Path, stop_signal: signal.Signals
+    ) -> None:
+        """The first line is the API URL; a signal ends the command with 0."""
+        script = (
+            "import argparse, sys\n"
+            "from glossi_watch.sandbox import command\n"
+            "parser = argparse.ArgumentParser()\n"
+            "command.add_arguments(parser)\n"
+            "sys.exit(command.run(parser.parse_args(sys.argv[1:])))\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GLOSSI_")}
+        env |= {"GLOSSI_API_KEY": "from-env", "PYTHONPATH": str(PROJECT_ROOT)}
+        args = ["--port", "0", "--data-dir", str(tmp_path), "--step-seconds", "0"]
+        process = subprocess.Popen(
+            [sys.executable, "-c", script, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        try:
+            base_url = process.stdout.readline().strip() if process.stdout else ""
+            second_line = process.stdout.readline() if process.stdout else ""
+            keyed = httpx.get(base_url + "/jobs/x", headers={"X-API-Key": "from-env"})
+            process.send_signal(stop_signal)
+            out, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+            process.wait()
+
+        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/api/v1")
+        assert "http://127.0.0.1:" in second_line
+        assert keyed.status_code == 404
+        assert process.returncode == 0
+        assert "from-env" not in second_line + out + err
