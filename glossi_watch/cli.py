@@ -9,8 +9,10 @@ state store failed.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -39,6 +41,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     service = Service(config)
     _on_stop_signals(service.request_stop)
     service.run()
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+        # A worker is stuck in a network call past the shutdown grace. Every
+        # step is already committed, so leaving now loses nothing: the next
+        # start resumes it. Waiting could outlast the service manager's stop.
+        sys.stdout.flush()
+        os._exit(EXIT_OK)
     return EXIT_OK
 
 
@@ -48,9 +57,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     For demos and tests: it listens on 127.0.0.1 and prints the API base URL
     as its first line.
     """
-    from glossi_watch.sandbox import command
+    from glossi_watch.sandbox.command import run
 
-    return command.run(args)
+    return run(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -111,9 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sandbox = add("sandbox", cmd_sandbox)
-    from glossi_watch.sandbox import command
+    from glossi_watch.sandbox.command import add_arguments
 
-    command.add_arguments(sandbox)
+    add_arguments(sandbox)
 
     demo = add("demo", cmd_demo)
     demo.add_argument(

@@ -74,6 +74,7 @@ class Service:
             api=self.config.api,
             api_key=lambda: self._api_key,
             stop=self.stop,
+            on_release=self._look_again,
         )
         self.intakes = {
             name: Intake(folder, self.store) for name, folder in self.folders.items()
@@ -137,6 +138,10 @@ class Service:
                 self.watchers[name] = watcher
             elif watcher is None:
                 self.log.warning("folder_missing", folder=name)
+
+    def _look_again(self, folder: str, rel_path: str) -> None:
+        """Ask the loop to look at a file that left its batch (any thread)."""
+        self.inbox.put(Seen(folder, self.folders[folder].path / rel_path))
 
     def _scan_all(self) -> None:
         for name in self.watchers:

@@ -51,6 +51,18 @@ class Filer:
         """File ``row`` with ``outcome`` (``done`` or ``failed``), resumably."""
         folder = self.folders[row["folder"]]
         source = folder.path / row["rel_path"]
+        if batch is not None and row["state"] != "moving" and _changed(source, row):
+            # What Glossi has is the older content; the file in the folder is
+            # a new version and is left there to be picked up as a new drop.
+            self.store.update_file(
+                row["id"],
+                state="gone",
+                reason="changed_after_upload",
+                message="The file changed after its upload; the new version "
+                "stays in the folder and is uploaded as a new drop.",
+            )
+            self.log.warning("file_changed_after_upload", file=row["rel_path"])
+            return
 
         for _ in range(_MAX_NAME_RACES):
             if row["state"] != "moving":
@@ -129,6 +141,16 @@ class Filer:
         self.log.error(
             "file_vanished_before_filing", file=row["rel_path"], error=detail
         )
+
+
+def _changed(source: Path, row: Row) -> bool:
+    """Whether ``source`` exists but differs from what was uploaded."""
+    try:
+        status = source.lstat()
+    except FileNotFoundError:
+        return False
+    now = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+    return now != (row["device"], row["inode"], row["size"], row["mtime_ns"])
 
 
 def _replaced_since(source: Path, row: Row) -> bool:

@@ -87,6 +87,7 @@ class BatchRunner:
         api: ApiConfig,
         api_key: Callable[[], Secret],
         stop: threading.Event,
+        on_release: Callable[[str, str], None] = lambda folder, rel_path: None,
     ) -> None:
         self.store = store
         self.client = client
@@ -95,6 +96,7 @@ class BatchRunner:
         self.api = api
         self.api_key = api_key
         self.stop = stop
+        self.on_release = on_release
         self.log = get_logger()
         self._steps: dict[str, Callable[[Row], bool]] = {
             "pending": self._create_job,
@@ -211,6 +213,7 @@ class BatchRunner:
             if self.stop.is_set():
                 return False
 
+        self._verify_unchanged(folder, batch)
         self.store.update_batch(batch["id"], state="confirming")
         crash_point("confirm_intent_recorded")
         return True
@@ -274,12 +277,24 @@ class BatchRunner:
         )
         crash_point("upload_recorded")
 
+    def _verify_unchanged(self, folder: FolderConfig, batch: Row) -> None:
+        """Before the confirm: every uploaded file must still be what was sent."""
+        for row in self.store.batch_files(batch["id"]):
+            try:
+                current = FileIdentity.of((folder.path / row["rel_path"]).lstat())
+            except OSError:
+                current = None
+            if current != _stored_identity(row):
+                self._detach_changed(row, "it changed after its upload")
+                raise _Abandon(f"{row['rel_path']} changed before the confirm")
+
     def _detach_changed(self, row: Row, why: str) -> None:
         """Take a file that changed out of its batch; it will settle again."""
         self.store.update_file(
             row["id"], state="detected", batch_id=None, model_id=None, upload_seal=None
         )
         self.log.info("file_changed", file=row["rel_path"], detail=why)
+        self.on_release(row["folder"], row["rel_path"])
 
     # -- confirming and processing -------------------------------------------
 

@@ -29,6 +29,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from glossi_watch.errors import StoreError
+from glossi_watch.fsinfo import MOUNTINFO, mount_of
 
 Row = dict[str, Any]
 
@@ -138,6 +139,7 @@ class StateStore:
         self._lock_file: int | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            refuse_remote_location(path)
             if exclusive:
                 self._lock_file = _take_lock(path)
             conn = sqlite3.connect(str(path), check_same_thread=False, timeout=10)
@@ -146,7 +148,7 @@ class StateStore:
             for pragma in ("synchronous=FULL", "busy_timeout=10000"):
                 self.db.execute(f"PRAGMA {pragma}")
             self._migrate()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the state database {path}: {exc}") from exc
 
     def close(self) -> None:
@@ -326,6 +328,16 @@ class StateStore:
             "SELECT step, outcome, detail, at FROM attempts "
             "WHERE file_id = ? OR (file_id IS NULL AND batch_id = ?) ORDER BY id",
             (file_id, batch_id),
+        )
+
+
+def refuse_remote_location(path: Path, *, mountinfo: Path = MOUNTINFO) -> None:
+    """Refuse a database on a network file system, where SQLite's locks lie."""
+    mount = mount_of(path.parent, mountinfo=mountinfo)
+    if mount.is_remote:
+        raise StoreError(
+            f"the state database {path} is on a {mount.fs_type} network file "
+            f"system ({mount.mount_point}); put state_db on a local disk"
         )
 
 

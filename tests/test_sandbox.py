@@ -11,20 +11,20 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from glossi_watch.sandbox import Sandbox
 from glossi_watch.sandbox.errors import SandboxStartError
+from tests.harness import PROJECT_ROOT
 
 API_KEY = "glsi_test_key_0123456789"
-SAMPLES = Path("/work/shared/samples")
 GLB_TYPE = {"Content-Type": "model/gltf-binary"}
 FINAL_STATUSES = ("COMPLETE", "FAILED")
 STATUS_ORDER = (
@@ -34,33 +34,25 @@ STATUS_ORDER = (
     "RENDERING",
     "COMPLETE",
 )
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    """Fail a test that leaves a thread running after it."""
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5.0
-    while (leaked := set(threading.enumerate()) - before) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.05)
-    assert not leaked
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+def local_sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """A sandbox in this process, on free ports, closed after the test."""
     with Sandbox(api_key=API_KEY, data_dir=tmp_path / "data", step_seconds=0.05) as sb:
         yield sb
 
 
 @pytest.fixture
-def api(sandbox: Sandbox) -> Iterator[httpx.Client]:
+def box(samples: Path) -> bytes:
+    return (samples / "Box.glb").read_bytes()
+
+
+@pytest.fixture
+def api(local_sandbox: Sandbox) -> Iterator[httpx.Client]:
     headers = {"X-API-Key": API_KEY}
     with httpx.Client(
-        base_url=sandbox.api_base_url, headers=headers, timeout=30
+        base_url=local_sandbox.api_base_url, headers=headers, timeout=30
     ) as client:
         yield client
 
@@ -112,15 +104,14 @@ def inspected_jobs(sandbox: Sandbox) -> list[dict[str, Any]]:
 
 class TestHappyPath:
     def test_single_model_job_completes_with_a_project(
-        self, sandbox: Sandbox, api: httpx.Client
+        self, api: httpx.Client, box: bytes
     ) -> None:
         """Create, upload a real GLB, confirm and poll: the job ends COMPLETE."""
-        data = (SAMPLES / "Box.glb").read_bytes()
         job = create_job(api, "Box.glb", templateId="tpl")
         assert job["status"] == "AWAITING_UPLOADS"
         [model] = job["models"]
 
-        upload(model, data)
+        upload(model, box)
         confirm = api.post(f"/jobs/{job['jobId']}/confirm-uploads")
         final, seen = wait_until_final(api, job["jobId"])
 
@@ -135,19 +126,18 @@ class TestHappyPath:
         [result] = final["results"]
         assert result["model"] == {"id": model["id"], "name": "Box.glb"}
         assert result["project"]["id"] and result["project"]["name"]
-        assert seen[0] == "PROCESSING"
-        assert [s for s in STATUS_ORDER if s in seen] == seen
+        assert [status for status in STATUS_ORDER if status in seen] == seen
 
     def test_inspection_shows_size_and_sha256_of_the_uploaded_file(
-        self, sandbox: Sandbox, api: httpx.Client
+        self, local_sandbox: Sandbox, api: httpx.Client, samples: Path
     ) -> None:
         """The stored object has the uploaded file's size and SHA-256."""
-        data = (SAMPLES / "barrel.glb").read_bytes()
+        data = (samples / "barrel.glb").read_bytes()
         job = create_job(api, "barrel.glb", "later.glb")
-        before = inspected_jobs(sandbox)
+        before = inspected_jobs(local_sandbox)
 
         upload(job["models"][0], data)
-        after = inspected_jobs(sandbox)
+        after = inspected_jobs(local_sandbox)
 
         assert before[0]["models"][0]["size"] is None
         assert before[0]["models"][0]["sha256"] is None
@@ -163,13 +153,13 @@ class TestHappyPath:
         assert waiting["size"] is None and waiting["sha256"] is None
 
     def test_a_job_of_several_models_has_a_batch_project(
-        self, sandbox: Sandbox, api: httpx.Client
+        self, api: httpx.Client, samples: Path
     ) -> None:
         """Two models are grouped into a batchProject; each gets its own project."""
         names = ("Box.glb", "BoxTextured.glb")
         job = create_job(api, *names)
         for model, name in zip(job["models"], names, strict=True):
-            upload(model, (SAMPLES / name).read_bytes())
+            upload(model, (samples / name).read_bytes())
 
         api.post(f"/jobs/{job['jobId']}/confirm-uploads").raise_for_status()
         final, _ = wait_until_final(api, job["jobId"])
@@ -191,11 +181,11 @@ class TestHappyPath:
         }
 
     def test_without_create_projects_the_results_have_no_project(
-        self, api: httpx.Client
+        self, api: httpx.Client, box: bytes
     ) -> None:
         """createProjects false: no project stage, and each result's project is null."""
         job = create_job(api, "Box.glb", createProjects=False)
-        upload(job["models"][0], (SAMPLES / "Box.glb").read_bytes())
+        upload(job["models"][0], box)
 
         api.post(f"/jobs/{job['jobId']}/confirm-uploads").raise_for_status()
         final, seen = wait_until_final(api, job["jobId"])
@@ -206,7 +196,7 @@ class TestHappyPath:
         assert "CREATING_PROJECTS" not in seen
 
     def test_a_rendering_job_walks_through_every_status_in_order(
-        self, tmp_path: Path
+        self, tmp_path: Path, box: bytes
     ) -> None:
         """With rendering asked for, each status shows for a step, then COMPLETE."""
         with (
@@ -218,7 +208,7 @@ class TestHappyPath:
             job = create_job(
                 api, "Box.glb", templateId="tpl", renderSettings={"renderShots": True}
             )
-            upload(job["models"][0], (SAMPLES / "Box.glb").read_bytes())
+            upload(job["models"][0], box)
             api.post(f"/jobs/{job['jobId']}/confirm-uploads").raise_for_status()
             final, seen = wait_until_final(api, job["jobId"])
 
@@ -228,23 +218,20 @@ class TestHappyPath:
 
 
 class TestFailedJobs:
-    @pytest.mark.parametrize(
-        "data",
-        [b"this is not a model at all", (SAMPLES / "Box.glb").read_bytes()[:600]],
-        ids=["not-glb", "truncated-glb"],
-    )
+    @pytest.mark.parametrize("kind", ["not-glb", "truncated-glb"])
     def test_an_invalid_upload_fails_the_job_naming_the_file(
-        self, api: httpx.Client, data: bytes
+        self, api: httpx.Client, box: bytes, kind: str
     ) -> None:
         """A model that is not a valid GLB makes the job FAILED with its name."""
+        broken = b"this is not a model at all" if kind == "not-glb" else box[:600]
         job = create_job(api, "good.glb", "broken.glb")
-        upload(job["models"][0], (SAMPLES / "Box.glb").read_bytes())
-        upload(job["models"][1], data)
+        upload(job["models"][0], box)
+        upload(job["models"][1], broken)
 
         api.post(f"/jobs/{job['jobId']}/confirm-uploads").raise_for_status()
         final, seen = wait_until_final(api, job["jobId"])
 
-        assert seen == ["PROCESSING", "FAILED"]
+        assert set(seen) <= {"PROCESSING", "FAILED"} and seen[-1] == "FAILED"
         assert "'broken.glb'" in final["error"]
         assert "good.glb" not in final["error"]
         assert "results" not in final
@@ -263,13 +250,16 @@ class TestApiRefusals:
         ],
     )
     def test_a_missing_or_wrong_key_is_refused_with_401(
-        self, sandbox: Sandbox, key: str | None, method: str, path: str
+        self, local_sandbox: Sandbox, key: str | None, method: str, path: str
     ) -> None:
         """Every /api/v1 route answers 401 without the right X-API-Key."""
         headers = {} if key is None else {"X-API-Key": key}
 
         response = httpx.request(
-            method, sandbox.api_base_url + path, headers=headers, json={"models": []}
+            method,
+            local_sandbox.api_base_url + path,
+            headers=headers,
+            json={"models": []},
         )
 
         assert_api_error(response, 401, "unauthorized")
@@ -330,12 +320,12 @@ class TestApiRefusals:
         assert response.json()["models"][0]["fileName"] == "a.glb"
 
     def test_confirm_before_every_upload_is_refused_naming_the_missing_file(
-        self, api: httpx.Client
+        self, api: httpx.Client, box: bytes
     ) -> None:
         """Confirming with one of two files uploaded is a 400 naming the other."""
         job = create_job(api, "first.glb", "second.glb")
         early = api.post(f"/jobs/{job['jobId']}/confirm-uploads")
-        upload(job["models"][0], (SAMPLES / "Box.glb").read_bytes())
+        upload(job["models"][0], box)
 
         response = api.post(f"/jobs/{job['jobId']}/confirm-uploads")
 
@@ -346,17 +336,17 @@ class TestApiRefusals:
         assert api.get(f"/jobs/{job['jobId']}").json()["status"] == "AWAITING_UPLOADS"
 
     def test_a_second_confirm_is_a_conflict_and_is_not_counted(
-        self, sandbox: Sandbox, api: httpx.Client
+        self, local_sandbox: Sandbox, api: httpx.Client, box: bytes
     ) -> None:
         """Confirming twice answers 409; the sandbox counts one confirm."""
         job = create_job(api, "Box.glb")
-        upload(job["models"][0], (SAMPLES / "Box.glb").read_bytes())
+        upload(job["models"][0], box)
         api.post(f"/jobs/{job['jobId']}/confirm-uploads").raise_for_status()
 
         again = api.post(f"/jobs/{job['jobId']}/confirm-uploads")
 
         assert_api_error(again, 409, "already_confirmed")
-        assert inspected_jobs(sandbox)[0]["confirmCount"] == 1
+        assert inspected_jobs(local_sandbox)[0]["confirmCount"] == 1
 
     @pytest.mark.parametrize(
         ("method", "path"),
@@ -384,14 +374,14 @@ class TestApiRefusals:
 
 class TestRequestLog:
     def test_the_log_has_header_names_only_and_never_the_key_or_signature(
-        self, sandbox: Sandbox, api: httpx.Client
+        self, local_sandbox: Sandbox, api: httpx.Client, box: bytes
     ) -> None:
         """Both servers' requests are logged by path and header names, no secrets."""
         job = create_job(api, "Box.glb")
-        upload(job["models"][0], (SAMPLES / "Box.glb").read_bytes())
-        httpx.get(sandbox.api_base_url + "/jobs/x", headers={"X-API-Key": "typo"})
+        upload(job["models"][0], box)
+        httpx.get(local_sandbox.api_base_url + "/jobs/x", headers={"X-API-Key": "typo"})
 
-        response = httpx.get(f"{sandbox.root_url}/_sandbox/requests")
+        response = httpx.get(f"{local_sandbox.root_url}/_sandbox/requests")
 
         text = response.text
         assert API_KEY not in text and "typo" not in text
@@ -407,10 +397,7 @@ class TestRequestLog:
         assert "X-API-Key" in create["headers"]
         assert "Content-Type" in create["headers"]
         assert put["server"] == "storage" and put["method"] == "PUT"
-        assert (
-            put["path"]
-            == job["models"][0]["uploadUrl"].split("?")[0].split(sandbox.storage_url)[1]
-        )
+        assert put["path"] == urlsplit(job["models"][0]["uploadUrl"]).path
         assert put["hadApiKey"] is False
         assert typo["hadApiKey"] is True
         assert inspect["path"] == "/_sandbox/requests"
@@ -418,19 +405,19 @@ class TestRequestLog:
 
 class TestLifecycle:
     def test_api_and_storage_are_different_origins_on_loopback(
-        self, sandbox: Sandbox
+        self, local_sandbox: Sandbox
     ) -> None:
         """The upload storage listens on its own port, as S3 is its own host."""
-        assert sandbox.api_base_url == sandbox.root_url + "/api/v1"
-        assert sandbox.root_url.startswith("http://127.0.0.1:")
-        assert sandbox.storage_url.startswith("http://127.0.0.1:")
-        assert sandbox.storage_url != sandbox.root_url
+        assert local_sandbox.api_base_url == local_sandbox.root_url + "/api/v1"
+        assert local_sandbox.root_url.startswith("http://127.0.0.1:")
+        assert local_sandbox.storage_url.startswith("http://127.0.0.1:")
+        assert local_sandbox.storage_url != local_sandbox.root_url
 
     def test_a_taken_port_is_a_start_error_and_close_is_repeatable(
-        self, sandbox: Sandbox, tmp_path: Path
+        self, local_sandbox: Sandbox, tmp_path: Path
     ) -> None:
         """A second sandbox on the same port cannot start; closing twice is fine."""
-        port = int(sandbox.root_url.rsplit(":", 1)[1])
+        port = int(local_sandbox.root_url.rsplit(":", 1)[1])
         other = Sandbox(api_key=API_KEY, data_dir=tmp_path / "other", port=port)
 
         with pytest.raises(SandboxStartError) as raised:
@@ -439,6 +426,17 @@ class TestLifecycle:
         other.close()
 
         assert f"127.0.0.1:{port}" in str(raised.value)
+
+    def test_an_unusable_data_folder_is_a_start_error(self, tmp_path: Path) -> None:
+        """A data folder that cannot be created stops the start, naming it."""
+        not_a_folder = tmp_path / "file"
+        not_a_folder.write_text("in the way")
+        sandbox = Sandbox(api_key=API_KEY, data_dir=not_a_folder)
+
+        with pytest.raises(SandboxStartError) as raised:
+            sandbox.start()
+
+        assert str(not_a_folder) in str(raised.value)
 
     def test_close_ends_idle_keep_alive_connections(self, tmp_path: Path) -> None:
         """Closing the sandbox does not wait for clients to hang up."""
@@ -455,29 +453,48 @@ class TestLifecycle:
         assert took < 10.0
 
 
+def command_process(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start the sandbox command in a child process through run()."""
+    script = (
+        "import argparse, sys\n"
+        "from glossi_watch.sandbox import command\n"
+        "parser = argparse.ArgumentParser()\n"
+        "command.add_arguments(parser)\n"
+        "sys.exit(command.run(parser.parse_args(sys.argv[1:])))\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**env, "PYTHONPATH": str(PROJECT_ROOT)},
+        text=True,
+    )
+
+
 class TestCommand:
+    def test_a_taken_port_ends_the_command_with_one_line_and_status_1(
+        self, local_sandbox: Sandbox, tmp_path: Path
+    ) -> None:
+        """The command says which address it cannot use, without a traceback."""
+        port = local_sandbox.root_url.rsplit(":", 1)[1]
+        process = command_process(
+            ["--port", port, "--data-dir", str(tmp_path)], dict(os.environ)
+        )
+
+        out, err = process.communicate(timeout=60)
+
+        assert process.returncode == 1
+        assert out == ""
+        assert err.count("\n") == 1 and f"127.0.0.1:{port}" in err
+
     @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
     def test_the_command_prints_its_url_serves_and_stops_on_a_signal(
         self, tmp_path: Path, stop_signal: signal.Signals
     ) -> None:
         """The first line is the API URL; a signal ends the command with 0."""
-        script = (
-            "import argparse, sys\n"
-            "from glossi_watch.sandbox import command\n"
-            "parser = argparse.ArgumentParser()\n"
-            "command.add_arguments(parser)\n"
-            "sys.exit(command.run(parser.parse_args(sys.argv[1:])))\n"
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GLOSSI_")}
-        env |= {"GLOSSI_API_KEY": "from-env", "PYTHONPATH": str(PROJECT_ROOT)}
+        env = {**os.environ, "GLOSSI_API_KEY": "from-env"}
         args = ["--port", "0", "--data-dir", str(tmp_path), "--step-seconds", "0"]
-        process = subprocess.Popen(
-            [sys.executable, "-c", script, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
+        process = command_process(args, env)
         try:
             base_url = process.stdout.readline().strip() if process.stdout else ""
             second_line = process.stdout.readline() if process.stdout else ""
@@ -490,6 +507,6 @@ class TestCommand:
 
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/api/v1")
         assert "http://127.0.0.1:" in second_line
-        assert keyed.status_code == 404
+        assert_api_error(keyed, 404, "job_not_found")  # the key from the env works
         assert process.returncode == 0
         assert "from-env" not in second_line + out + err

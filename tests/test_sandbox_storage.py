@@ -10,7 +10,6 @@ import base64
 import hashlib
 import http.client
 import socket
-import threading
 import time
 import tracemalloc
 import xml.etree.ElementTree as ElementTree
@@ -26,32 +25,19 @@ from glossi_watch.glb import write_synthetic_glb
 from glossi_watch.sandbox import Sandbox
 
 API_KEY = "glsi_storage_test_key"
-SAMPLES = Path("/work/shared/samples")
 GLB_TYPE = {"Content-Type": "model/gltf-binary"}
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    """Fail a test that leaves a thread running after it."""
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5.0
-    while (leaked := set(threading.enumerate()) - before) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.05)
-    assert not leaked
-
-
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+def local_sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """A sandbox in this process, on free ports, closed after the test."""
     with Sandbox(api_key=API_KEY, data_dir=tmp_path / "data") as sb:
         yield sb
 
 
 @pytest.fixture
-def box() -> bytes:
-    return (SAMPLES / "Box.glb").read_bytes()
+def box(samples: Path) -> bytes:
+    return (samples / "Box.glb").read_bytes()
 
 
 def new_upload_url(sandbox: Sandbox, file_name: str = "Box.glb") -> str:
@@ -109,45 +95,49 @@ def raw_put(
 
 class TestAcceptedUploads:
     def test_a_put_returns_200_with_an_empty_body_and_the_md5_etag(
-        self, sandbox: Sandbox, box: bytes
+        self, local_sandbox: Sandbox, box: bytes
     ) -> None:
         """A correct PUT succeeds the way S3 answers it."""
-        response = httpx.put(new_upload_url(sandbox), content=box, headers=GLB_TYPE)
+        response = httpx.put(
+            new_upload_url(local_sandbox), content=box, headers=GLB_TYPE
+        )
 
         assert response.status_code == 200
         assert response.content == b""
         assert response.headers["content-length"] == "0"
         assert response.headers["etag"] == f'"{hashlib.md5(box).hexdigest()}"'
-        assert stored_size(sandbox) == len(box)
+        assert stored_size(local_sandbox) == len(box)
 
     def test_a_second_put_replaces_the_object(
-        self, sandbox: Sandbox, box: bytes
+        self, local_sandbox: Sandbox, box: bytes, samples: Path
     ) -> None:
         """Uploading again to the same URL stores the new bytes."""
-        url = new_upload_url(sandbox)
-        other = (SAMPLES / "BoxTextured.glb").read_bytes()
+        url = new_upload_url(local_sandbox)
+        other = (samples / "BoxTextured.glb").read_bytes()
         httpx.put(url, content=box, headers=GLB_TYPE).raise_for_status()
 
         httpx.put(url, content=other, headers=GLB_TYPE).raise_for_status()
 
-        assert stored_size(sandbox) == len(other)
+        assert stored_size(local_sandbox) == len(other)
 
     def test_a_matching_content_md5_is_accepted(
-        self, sandbox: Sandbox, box: bytes
+        self, local_sandbox: Sandbox, box: bytes
     ) -> None:
         """A Content-MD5 that matches the body does not get in the way."""
         digest = base64.b64encode(hashlib.md5(box).digest()).decode()
         headers = {**GLB_TYPE, "Content-MD5": digest}
 
-        response = httpx.put(new_upload_url(sandbox), content=box, headers=headers)
+        response = httpx.put(
+            new_upload_url(local_sandbox), content=box, headers=headers
+        )
 
         assert response.status_code == 200
 
     def test_an_odd_file_name_is_quoted_in_the_url_and_uploads(
-        self, sandbox: Sandbox, box: bytes
+        self, local_sandbox: Sandbox, box: bytes
     ) -> None:
         """Spaces, slashes and accents in a file name survive the presigned URL."""
-        url = new_upload_url(sandbox, "my chair/é #1?.glb")
+        url = new_upload_url(local_sandbox, "my chair/é #1?.glb")
 
         response = httpx.put(url, content=box, headers=GLB_TYPE)
 
@@ -155,12 +145,12 @@ class TestAcceptedUploads:
         assert urlsplit(url).path.endswith("/my%20chair%2F%C3%A9%20%231%3F.glb")
 
     def test_a_large_upload_is_streamed_not_held_in_memory(
-        self, sandbox: Sandbox, tmp_path: Path
+        self, local_sandbox: Sandbox, tmp_path: Path
     ) -> None:
         """A 48 MiB upload is stored whole while memory grows by far less."""
         source = tmp_path / "large.glb"
         write_synthetic_glb(source, 48 * 1024 * 1024, seed=3)
-        url = new_upload_url(sandbox, "large.glb")
+        url = new_upload_url(local_sandbox, "large.glb")
 
         tracemalloc.start()
         try:
@@ -171,8 +161,50 @@ class TestAcceptedUploads:
             tracemalloc.stop()
 
         assert response.status_code == 200
-        assert stored_size(sandbox) == source.stat().st_size
+        assert stored_size(local_sandbox) == source.stat().st_size
         assert peak < 16 * 1024 * 1024
+
+
+class TestExpectContinue:
+    def test_an_accepted_put_gets_100_continue_before_its_body(
+        self, local_sandbox: Sandbox, box: bytes
+    ) -> None:
+        """A client that waits for 100 Continue (as curl does) gets it, then 200."""
+        parts = urlsplit(new_upload_url(local_sandbox))
+        head = (
+            f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: model/gltf-binary\r\nContent-Length: {len(box)}\r\n"
+            "Expect: 100-continue\r\n\r\n"
+        )
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as conn:
+            conn.sendall(head.encode())
+            interim = conn.recv(1024)
+            conn.sendall(box)
+            response = http.client.HTTPResponse(conn)
+            response.begin()
+            response.read()
+
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n")
+        assert response.status == 200
+
+    def test_a_refused_put_is_answered_before_its_body_is_sent(
+        self, local_sandbox: Sandbox, box: bytes
+    ) -> None:
+        """With Expect: 100-continue, a refusal comes at once and the body stays."""
+        url = new_upload_url(local_sandbox)
+        headers = [
+            "Content-Type: text/plain",
+            f"Content-Length: {len(box)}",
+            "Expect: 100-continue",
+        ]
+
+        response, body, after = raw_put(url, headers)
+
+        code = assert_s3_error(
+            response.status, response.getheader("Content-Type", ""), body, 403
+        )
+        assert code == "SignatureDoesNotMatch"
+        assert after == b""
 
 
 class TestRefusedUploads:
@@ -180,29 +212,32 @@ class TestRefusedUploads:
         "content_type", ["application/octet-stream", "model/gltf-binary; x=1", None]
     )
     def test_a_content_type_other_than_the_signed_one_is_signature_does_not_match(
-        self, sandbox: Sandbox, box: bytes, content_type: str | None
+        self, local_sandbox: Sandbox, box: bytes, content_type: str | None
     ) -> None:
         """S3 signs the Content-Type; any other value breaks the signature."""
         headers = {} if content_type is None else {"Content-Type": content_type}
 
-        response = httpx.put(new_upload_url(sandbox), content=box, headers=headers)
+        response = httpx.put(
+            new_upload_url(local_sandbox), content=box, headers=headers
+        )
 
         assert s3_code(response, 403) == "SignatureDoesNotMatch"
-        assert stored_size(sandbox) is None
+        assert stored_size(local_sandbox) is None
 
     @pytest.mark.parametrize(
         ("name", "value"),
         [
             ("X-Amz-Signature", "0" * 64),
+            ("X-Amz-Signature", "é"),
             ("X-Amz-Expires", "86400"),
             ("X-Amz-Credential", "AKIAOTHER/20250101/us-east-1/s3/aws4_request"),
         ],
     )
     def test_a_tampered_query_is_signature_does_not_match(
-        self, sandbox: Sandbox, box: bytes, name: str, value: str
+        self, local_sandbox: Sandbox, box: bytes, name: str, value: str
     ) -> None:
         """Changing any signed query parameter invalidates the URL."""
-        url = httpx.URL(new_upload_url(sandbox))
+        url = httpx.URL(new_upload_url(local_sandbox))
         tampered = url.copy_set_param(name, value)
 
         response = httpx.put(tampered, content=box, headers=GLB_TYPE)
@@ -210,12 +245,12 @@ class TestRefusedUploads:
         assert s3_code(response, 403) == "SignatureDoesNotMatch"
 
     def test_one_models_signature_does_not_open_another_path(
-        self, sandbox: Sandbox, box: bytes
+        self, local_sandbox: Sandbox, box: bytes
     ) -> None:
         """The path is signed: a URL's query cannot be reused for another key."""
-        first = urlsplit(new_upload_url(sandbox, "a.glb"))
-        second = urlsplit(new_upload_url(sandbox, "b.glb"))
-        mixed = f"{sandbox.storage_url}{second.path}?{first.query}"
+        first = urlsplit(new_upload_url(local_sandbox, "a.glb"))
+        second = urlsplit(new_upload_url(local_sandbox, "b.glb"))
+        mixed = f"{local_sandbox.storage_url}{second.path}?{first.query}"
 
         response = httpx.put(mixed, content=box, headers=GLB_TYPE)
 
@@ -246,10 +281,10 @@ class TestRefusedUploads:
         assert s3_code(stale, 403) == "AccessDenied"
 
     def test_the_connection_stays_usable_after_a_refused_put(
-        self, sandbox: Sandbox, box: bytes
+        self, local_sandbox: Sandbox, box: bytes
     ) -> None:
         """A refused PUT's body is drained, so a retry can reuse the connection."""
-        url = new_upload_url(sandbox)
+        url = new_upload_url(local_sandbox)
         with httpx.Client() as client:
             refused = client.put(url, content=box, headers={"Content-Type": "x/y"})
             accepted = client.put(url, content=box, headers=GLB_TYPE)
@@ -258,10 +293,10 @@ class TestRefusedUploads:
         assert accepted.status_code == 200
 
     def test_a_put_without_content_length_is_missing_content_length(
-        self, sandbox: Sandbox
+        self, local_sandbox: Sandbox
     ) -> None:
         """S3 needs Content-Length on a PUT and answers 411 without it."""
-        url = new_upload_url(sandbox)
+        url = new_upload_url(local_sandbox)
 
         response, body, after = raw_put(url, ["Content-Type: model/gltf-binary"])
 
@@ -272,10 +307,10 @@ class TestRefusedUploads:
         assert after == b""
 
     def test_a_chunked_put_is_not_implemented_and_the_connection_closes(
-        self, sandbox: Sandbox
+        self, local_sandbox: Sandbox
     ) -> None:
         """Transfer-Encoding: chunked gets 501 without its body being read."""
-        url = new_upload_url(sandbox)
+        url = new_upload_url(local_sandbox)
         headers = ["Content-Type: model/gltf-binary", "Transfer-Encoding: chunked"]
 
         response, body, after = raw_put(url, headers, b"5\r\nhello\r\n0\r\n\r\n")
@@ -287,9 +322,11 @@ class TestRefusedUploads:
         assert response.getheader("Connection") == "close"
         assert after == b""
 
-    def test_a_body_over_5_gib_is_entity_too_large(self, sandbox: Sandbox) -> None:
+    def test_a_body_over_5_gib_is_entity_too_large(
+        self, local_sandbox: Sandbox
+    ) -> None:
         """A PUT that declares more than 5 GiB is refused before any byte is read."""
-        url = new_upload_url(sandbox)
+        url = new_upload_url(local_sandbox)
         headers = [
             "Content-Type: model/gltf-binary",
             f"Content-Length: {5 * 2**30 + 1}",
@@ -303,10 +340,10 @@ class TestRefusedUploads:
         assert code == "EntityTooLarge"
 
     def test_a_body_shorter_than_its_content_length_is_incomplete_body(
-        self, sandbox: Sandbox, box: bytes, tmp_path: Path
+        self, local_sandbox: Sandbox, box: bytes, tmp_path: Path
     ) -> None:
         """A client that stops early gets IncompleteBody and nothing is stored."""
-        url = new_upload_url(sandbox)
+        url = new_upload_url(local_sandbox)
         headers = ["Content-Type: model/gltf-binary", f"Content-Length: {len(box)}"]
 
         response, body, _ = raw_put(url, headers, box[:100], half_close=True)
@@ -315,46 +352,52 @@ class TestRefusedUploads:
             response.status, response.getheader("Content-Type", ""), body, 400
         )
         assert code == "IncompleteBody"
-        assert stored_size(sandbox) is None
+        assert stored_size(local_sandbox) is None
         assert not list((tmp_path / "data" / "objects").iterdir())
 
     def test_a_content_md5_that_does_not_match_is_bad_digest(
-        self, sandbox: Sandbox, box: bytes
+        self, local_sandbox: Sandbox, box: bytes
     ) -> None:
         """A body whose MD5 differs from Content-MD5 is refused and not stored."""
         wrong = base64.b64encode(hashlib.md5(b"other bytes").digest()).decode()
         headers = {**GLB_TYPE, "Content-MD5": wrong}
 
-        response = httpx.put(new_upload_url(sandbox), content=box, headers=headers)
+        response = httpx.put(
+            new_upload_url(local_sandbox), content=box, headers=headers
+        )
 
         assert s3_code(response, 400) == "BadDigest"
-        assert stored_size(sandbox) is None
+        assert stored_size(local_sandbox) is None
 
     def test_a_content_md5_that_is_not_base64_md5_is_invalid_digest(
-        self, sandbox: Sandbox, box: bytes
+        self, local_sandbox: Sandbox, box: bytes
     ) -> None:
         """A malformed Content-MD5 is refused as S3 does."""
         headers = {**GLB_TYPE, "Content-MD5": "not-an-md5"}
 
-        response = httpx.put(new_upload_url(sandbox), content=box, headers=headers)
+        response = httpx.put(
+            new_upload_url(local_sandbox), content=box, headers=headers
+        )
 
         assert s3_code(response, 400) == "InvalidDigest"
 
     @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
     def test_other_methods_are_method_not_allowed(
-        self, sandbox: Sandbox, method: str
+        self, local_sandbox: Sandbox, method: str
     ) -> None:
         """The storage takes PUTs only."""
-        response = httpx.request(method, new_upload_url(sandbox))
+        response = httpx.request(method, new_upload_url(local_sandbox))
 
         assert s3_code(response, 405) == "MethodNotAllowed"
 
     def test_a_path_outside_the_bucket_is_no_such_bucket(
-        self, sandbox: Sandbox, box: bytes
+        self, local_sandbox: Sandbox, box: bytes
     ) -> None:
         """Only the sandbox's bucket exists."""
         response = httpx.put(
-            sandbox.storage_url + "/other-bucket/x.glb", content=box, headers=GLB_TYPE
+            local_sandbox.storage_url + "/other-bucket/x.glb",
+            content=box,
+            headers=GLB_TYPE,
         )
 
         assert s3_code(response, 404) == "NoSuchBucket"

@@ -1,9 +1,9 @@
 """The Jobs API server of the sandbox, and its inspection routes.
 
-``/api/v1/*`` needs the ``X-API-Key`` header (401 otherwise, before any 404
-or 405); ``/_sandbox/*`` is open, for tests and people to look inside. Every
-error is ``{"error": <code>, "message": <sentence>}``. Request bodies are
-read whole, so they are limited to ``MAX_BODY_BYTES``.
+``/api/v1/*`` needs the ``X-API-Key`` header (401 otherwise, before any 404,
+405 or look at the body); ``/_sandbox/*`` is open, for tests and people to look
+inside. Every error is ``{"error": <code>, "message": <sentence>}``. Request
+bodies are read whole, so they are limited to ``MAX_BODY_BYTES``.
 """
 
 from __future__ import annotations
@@ -53,12 +53,13 @@ class ApiHandler(SandboxHandler):
     drain_limit = MAX_BODY_BYTES
 
     def answer(self, found: RouteMatch, target: Target) -> None:
-        body = self._read_body()
         is_api = target.path == API_PREFIX or target.path.startswith(API_PREFIX + "/")
         if is_api:
             self._check_api_key()
         if found.name == UNMATCHED:
             raise _unmatched(found)
+        # Read on every route, so that no body is left on a kept-alive connection.
+        body = self._read_body()
 
         jobs = self.server.state.jobs
         job_id = found.params.get("job_id", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -43,10 +44,12 @@ class Sandbox:
     ) -> None:
         if not api_key:
             raise ValueError("the sandbox needs a non-empty api_key")
-        if url_ttl_seconds < 0 or step_seconds < 0:
-            raise ValueError("url_ttl_seconds and step_seconds must not be negative")
+        for seconds in (url_ttl_seconds, step_seconds):
+            if not (math.isfinite(seconds) and seconds >= 0):
+                raise ValueError(f"{seconds!r} is not a number of seconds >= 0")
 
-        store = ObjectStore(Path(data_dir))
+        self._data_dir = Path(data_dir)
+        store = ObjectStore(self._data_dir)
         self._state = SandboxState(
             api_key=api_key,
             jobs=JobBook(store, step_seconds=step_seconds),
@@ -79,6 +82,11 @@ class Sandbox:
         """Bind both servers and serve them; a second call is an error."""
         if self._api is not None:
             raise RuntimeError("the sandbox is already started")
+        try:
+            self._state.store.prepare()
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+            raise SandboxStartError(str(self._data_dir), problem) from exc
 
         storage = self._bind(self._storage_port, UploadHandler)
         try:

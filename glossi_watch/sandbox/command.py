@@ -7,13 +7,13 @@ where their data is kept; nothing printed contains the API key.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
 import tempfile
 import threading
 from pathlib import Path
-from types import FrameType
 
 from glossi_watch.sandbox.app import Sandbox
 from glossi_watch.sandbox.errors import SandboxStartError
@@ -51,20 +51,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         type=Path,
         default=None,
-        help="folder for uploaded objects (default: a new temporary folder)",
+        help="folder for uploaded objects (default: a temporary folder, removed "
+        "on exit)",
     )
     parser.add_argument(
         "--url-ttl-seconds",
-        type=float,
+        type=_seconds,
         default=3600.0,
         help="lifetime of upload URLs (default: %(default)s)",
     )
     parser.add_argument(
         "--step-seconds",
-        type=float,
+        type=_seconds,
         default=0.5,
         help="how long each job status lasts after the confirm (default: %(default)s)",
     )
+
+
+def _seconds(text: str) -> float:
+    """Parse a non-negative number of seconds for argparse."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return seconds
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,12 +85,13 @@ def run(args: argparse.Namespace) -> int:
     Must be called from the main thread, which owns signal handling.
     """
     api_key = args.api_key or os.environ.get("GLOSSI_API_KEY") or DEFAULT_API_KEY
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="glossi-sandbox-"))
-    stop = threading.Event()
+    if args.data_dir is None:
+        with tempfile.TemporaryDirectory(prefix="glossi-sandbox-") as temporary:
+            return _run_in(args, api_key, Path(temporary))
+    return _run_in(args, api_key, args.data_dir)
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
 
+def _run_in(args: argparse.Namespace, api_key: str, data_dir: Path) -> int:
     sandbox = Sandbox(
         api_key=api_key,
         data_dir=data_dir,
@@ -88,23 +101,31 @@ def run(args: argparse.Namespace) -> int:
         url_ttl_seconds=args.url_ttl_seconds,
         step_seconds=args.step_seconds,
     )
+
+    stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        return _serve(sandbox, data_dir, stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _serve(sandbox: Sandbox, data_dir: Path, stop: threading.Event) -> int:
     try:
         sandbox.start()
     except SandboxStartError as exc:
         print(f"glossi-watch sandbox: {exc}", file=sys.stderr)
         return 1
 
-    previous = {
-        signum: signal.signal(signum, request_stop)
-        for signum in (signal.SIGINT, signal.SIGTERM)
-    }
     try:
         print(sandbox.api_base_url, flush=True)
         print(f"Uploads go to {sandbox.storage_url}; data in {data_dir}", flush=True)
         while not stop.wait(0.5):
             pass
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         sandbox.close()
     return 0

@@ -3,7 +3,7 @@
 ::
 
     GlossiWatchError
-    ├── SandboxStartError      a server of the sandbox could not listen
+    ├── SandboxStartError      a server could not listen, or no data folder
     └── SandboxRefusal         a request is answered with an error status
         ├── ApiRefusal         rendered as the API's JSON error body
         └── StorageRefusal     rendered as S3's XML <Error> body
@@ -22,12 +22,15 @@ from glossi_watch.errors import GlossiWatchError
 
 
 class SandboxStartError(GlossiWatchError):
-    """A server of the sandbox could not bind its address (port taken, bad host)."""
+    """The sandbox cannot start: an address is taken or bad, or no data folder.
 
-    def __init__(self, address: str, problem: str) -> None:
-        self.address = address
+    ``subject`` is the ``host:port`` or the folder the problem is about.
+    """
+
+    def __init__(self, subject: str, problem: str) -> None:
+        self.subject = subject
         self.problem = problem
-        super().__init__(f"The sandbox cannot listen on {address}: {problem}")
+        super().__init__(f"The sandbox cannot start: {subject}: {problem}")
 
 
 class SandboxRefusal(GlossiWatchError):

@@ -242,34 +242,31 @@ class JobBook:
             status, fraction, stages = self._position(job)
             uploaded = sum(1 for slot in job.models if self._store.get(slot.upload_key))
 
-        view: JsonObject = {
-            "jobId": job.id,
-            "status": status.value,
-            "progress": _progress(job, status, fraction, stages, uploaded),
-        }
-        if job.batch_project is not None:
-            view["batchProject"] = dict(job.batch_project)
-        if status is Status.COMPLETE:
-            view["results"] = [_result(job, slot) for slot in job.models]
-        if status is Status.FAILED:
-            view["error"] = job.failure
-        return view
+            view: JsonObject = {
+                "jobId": job.id,
+                "status": status.value,
+                "progress": _progress(job, status, fraction, stages, uploaded),
+            }
+            if job.batch_project is not None:
+                view["batchProject"] = dict(job.batch_project)
+            if status is Status.COMPLETE:
+                view["results"] = [_result(job, slot) for slot in job.models]
+            if status is Status.FAILED:
+                view["error"] = job.failure
+            return view
 
     def inspect(self) -> list[JsonObject]:
         """Return every job with its stored objects, for ``GET /_sandbox/jobs``."""
         with self._lock:
-            jobs = list(self._jobs.values())
-            statuses = [self._position(job)[0] for job in jobs]
-
-        return [
-            {
-                "jobId": job.id,
-                "status": status.value,
-                "confirmCount": job.confirm_count,
-                "models": [self._inspect_model(slot) for slot in job.models],
-            }
-            for job, status in zip(jobs, statuses, strict=True)
-        ]
+            return [
+                {
+                    "jobId": job.id,
+                    "status": self._position(job)[0].value,
+                    "confirmCount": job.confirm_count,
+                    "models": [self._inspect_model(slot) for slot in job.models],
+                }
+                for job in self._jobs.values()
+            ]
 
     def _find(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)

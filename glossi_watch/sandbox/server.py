@@ -10,7 +10,9 @@ connection is closed after the response with a short lingering read so that
 the client still receives the answer.
 
 Nothing here prints or records a header value or a query string: the request
-log keeps the method, the path, and header names only.
+log keeps the method, the path, and header names only. Methods other than
+GET, HEAD, POST, PUT, DELETE, PATCH and OPTIONS get http.server's own 501
+and are not logged.
 """
 
 from __future__ import annotations
@@ -231,8 +233,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def send_continue(self) -> None:
         """Send ``100 Continue`` if the client waits for it before its body."""
-        expects = self.headers.get("Expect", "").lower() == "100-continue"
-        if expects and not self._continue_sent and self.request_version != "HTTP/1.0":
+        if self._awaits_continue():
             self.send_response_only(100)
             self.end_headers()
             self._continue_sent = True
@@ -285,7 +286,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _awaits_continue(self) -> bool:
         expects = self.headers.get("Expect", "").lower() == "100-continue"
-        return expects and not self._continue_sent
+        http_1_1 = self.request_version != "HTTP/1.0"
+        return expects and http_1_1 and not self._continue_sent
 
 
 def _declared_body_length(

@@ -115,7 +115,7 @@ class Presigner:
 
         unsigned = [(name, value) for name, value in params if name != QUERY_SIGNATURE]
         expected = self._sign("PUT", path, unsigned, content_type, host)
-        if not hmac.compare_digest(expected, given[QUERY_SIGNATURE]):
+        if not hmac.compare_digest(expected.encode(), given[QUERY_SIGNATURE].encode()):
             raise StorageRefusal(
                 403,
                 "SignatureDoesNotMatch",
@@ -215,6 +215,10 @@ class ObjectStore:
         self._objects: dict[str, StoredObject] = {}
         self._lock = threading.Lock()
 
+    def prepare(self) -> None:
+        """Create the objects folder; raises OSError when that is not possible."""
+        self._folder.mkdir(parents=True, exist_ok=True)
+
     def get(self, key: str) -> StoredObject | None:
         """Return the stored object for ``key``, or None before its first upload."""
         with self._lock:
@@ -224,9 +228,11 @@ class ObjectStore:
         self, key: str, body: ByteSource, length: int, *, expected_md5: bytes | None
     ) -> StoredObject:
         """Store exactly ``length`` bytes read from ``body`` as the object ``key``."""
-        self._folder.mkdir(parents=True, exist_ok=True)
         final_path = self._folder / hashlib.sha256(key.encode()).hexdigest()
-        handle, temp_name = tempfile.mkstemp(dir=self._folder, prefix=".incoming-")
+        try:
+            handle, temp_name = tempfile.mkstemp(dir=self._folder, prefix=".incoming-")
+        except OSError as exc:
+            raise _internal_error() from exc
         try:
             with os.fdopen(handle, "wb") as temp_file:
                 md5, sha256_hex = self._copy(body, length, temp_file)
@@ -236,14 +242,16 @@ class ObjectStore:
                     "BadDigest",
                     "The Content-MD5 you specified did not match what we received.",
                 )
-            os.replace(temp_name, final_path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
 
-        stored = StoredObject(key, length, md5.hex(), sha256_hex, final_path)
-        with self._lock:
-            self._objects[key] = stored
+            stored = StoredObject(key, length, md5.hex(), sha256_hex, final_path)
+            with self._lock:
+                os.replace(temp_name, final_path)
+                self._objects[key] = stored
+        except OSError as exc:
+            raise _internal_error() from exc
+        finally:
+            # Gone already after the rename; left over after any failure.
+            Path(temp_name).unlink(missing_ok=True)
         return stored
 
     def _copy(
@@ -257,17 +265,18 @@ class ObjectStore:
             piece = _read_piece(body, min(remaining, self._piece_bytes))
             md5.update(piece)
             sha256.update(piece)
-            try:
-                target.write(piece)
-            except OSError as exc:
-                raise StorageRefusal(
-                    500,
-                    "InternalError",
-                    "We encountered an internal error. Please try again.",
-                    close_connection=True,
-                ) from exc
+            target.write(piece)
             remaining -= len(piece)
         return md5.digest(), sha256.hexdigest()
+
+
+def _internal_error() -> StorageRefusal:
+    return StorageRefusal(
+        500,
+        "InternalError",
+        "We encountered an internal error. Please try again.",
+        close_connection=True,
+    )
 
 
 def _read_piece(body: ByteSource, size: int) -> bytes:
