@@ -40,6 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level or config.log_level)
     service = Service(config)
     _on_stop_signals(service.request_stop)
+    signal.signal(signal.SIGHUP, lambda signum, frame: service.request_reload())
     service.run()
     main_thread = threading.main_thread()
     if any(t is not main_thread and not t.daemon for t in threading.enumerate()):

@@ -17,20 +17,23 @@ uploads in flight stop at the next piece and resume on the next start.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from glossi_watch.api import GlossiClient
 from glossi_watch.batcher import batches_due
-from glossi_watch.config import Config, Secret
+from glossi_watch.config import Config, FolderConfig, Secret, load_config
 from glossi_watch.crashpoints import crash_point
-from glossi_watch.errors import GlossiWatchError, StoreError
+from glossi_watch.errors import ConfigError, GlossiWatchError, StoreError
 from glossi_watch.filer import Filer
 from glossi_watch.intake import Intake
 from glossi_watch.logs import get_logger, register_secret
+from glossi_watch.notify import Notifier
 from glossi_watch.pipeline import BatchRunner
 from glossi_watch.retry import backoff_seconds
 from glossi_watch.store import StateStore
@@ -39,14 +42,23 @@ from glossi_watch.watcher import FolderWatcher, Seen
 TICK_SECONDS = 0.25
 WORKERS = 4
 SHUTDOWN_GRACE_SECONDS = 8.0
+STATUS_EVERY_SECONDS = 10.0
+# A batch step that has shown no progress for this long counts as stuck:
+# far beyond any network timeout, so only a wedged thread gets there.
+STALL_SECONDS = 900.0
+# Test hook: stop the folder observers this many seconds after READY=1, to
+# prove that heartbeats stop when a watcher thread dies.
+STOP_OBSERVERS_VARIABLE = "GLOSSI_WATCH_TEST_STOP_OBSERVERS_AFTER"
 
 
 class Service:
     """The daemon; build it from a validated :class:`Config` and call run()."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, notifier: Notifier | None = None) -> None:
         self.config = config
+        self.notifier = notifier or Notifier()
         self.stop = threading.Event()
+        self._reload_requested = threading.Event()
         self.log = get_logger()
         self.inbox: queue.SimpleQueue[Seen] = queue.SimpleQueue()
         self.folders = {folder.name: folder for folder in config.folders}
@@ -60,6 +72,10 @@ class Service:
     def request_stop(self) -> None:
         """Ask the loop to finish; safe from a signal handler, idempotent."""
         self.stop.set()
+
+    def request_reload(self) -> None:
+        """Ask the loop to re-read the configuration (SIGHUP)."""
+        self._reload_requested.set()
 
     def run(self) -> None:
         """Serve until :meth:`request_stop`; raises if the store fails."""
@@ -75,6 +91,7 @@ class Service:
             api_key=lambda: self._api_key,
             stop=self.stop,
             on_release=self._look_again,
+            on_key_refused=self._reread_key,
         )
         self.intakes = {
             name: Intake(folder, self.store) for name, folder in self.folders.items()
@@ -96,10 +113,17 @@ class Service:
         self._dispatch()  # Resume unfinished batches before new work.
         self._watch_folders()
         self._scan_all()
+        self.notifier.ready(self._status_line())
         next_scan = time.monotonic() + self.config.scan_interval_seconds
+        self._next_heartbeat = self._next_status = time.monotonic()
+        stop_observers_at = _test_stop_observers_at()
 
         while not self.stop.is_set():
             self._drain_inbox(time.monotonic() + TICK_SECONDS)
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self._reload()
+                next_scan = 0.0
             if time.monotonic() >= next_scan:
                 self._watch_folders()
                 self._scan_all()
@@ -109,9 +133,15 @@ class Service:
             self._file_rejected()
             self._close_batches()
             self._dispatch()
+            if time.monotonic() >= stop_observers_at:
+                stop_observers_at = float("inf")
+                for watcher in self.watchers.values():
+                    watcher.stop()
+            self._report_health()
 
     def _shutdown(self) -> None:
         self.stop.set()
+        self.notifier.stopping()
         for watcher in self.watchers.values():
             watcher.stop()
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
@@ -125,19 +155,32 @@ class Service:
     # -- watching and scanning -----------------------------------------------
 
     def _watch_folders(self) -> None:
-        for name, folder in self.folders.items():
+        for name, folder in self._active_folders():
             watcher = self.watchers.get(name)
             present = folder.path.is_dir()
-            if watcher is not None and (not present or not watcher.is_alive()):
+            if watcher is not None and present and not watcher.is_alive():
+                self.log.error("watcher_died", folder=name)
+                if self.notifier.watchdog_seconds is not None:
+                    continue  # Heartbeats stop; systemd restarts the process.
+                del self.watchers[name]
+                self._start_watcher(name)
+            elif watcher is not None and not present:
                 self.log.warning("folder_unavailable", folder=name)
                 watcher.stop()
                 del self.watchers[name]
             elif watcher is None and present:
-                watcher = FolderWatcher(name, folder.path, self.inbox)
-                watcher.start()
-                self.watchers[name] = watcher
+                self._start_watcher(name)
             elif watcher is None:
                 self.log.warning("folder_missing", folder=name)
+
+    def _start_watcher(self, name: str) -> None:
+        watcher = FolderWatcher(name, self.folders[name].path, self.inbox)
+        watcher.start()
+        self.watchers[name] = watcher
+
+    def _active_folders(self) -> list[tuple[str, FolderConfig]]:
+        """The folders taking new work (a folder removed by a reload is not)."""
+        return [(name, self.folders[name]) for name in self.intakes]
 
     def _look_again(self, folder: str, rel_path: str) -> None:
         """Ask the loop to look at a file that left its batch (any thread)."""
@@ -168,8 +211,91 @@ class Service:
             if seen.path is None:
                 self.log.warning("watch_events_lost", folder=seen.folder)
                 self._scan(seen.folder)
-            else:
+            elif seen.folder in self.intakes:
                 self.intakes[seen.folder].observe(seen.path)
+
+    # -- health, status and reloading -----------------------------------------
+
+    def healthy(self) -> bool:
+        """Watchers alive for every present folder, and no batch step stuck."""
+        for name, folder in self._active_folders():
+            watcher = self.watchers.get(name)
+            if folder.path.is_dir() and (watcher is None or not watcher.is_alive()):
+                return False
+        now = time.monotonic()
+        return all(now - seen < STALL_SECONDS for seen in self.runner.progress.values())
+
+    def _report_health(self) -> None:
+        now = time.monotonic()
+        interval = self.notifier.watchdog_seconds
+        due = interval is not None and now >= self._next_heartbeat
+        if due and interval is not None and self.healthy():
+            self.notifier.heartbeat()
+            self._next_heartbeat = now + interval
+        if self.notifier.enabled and now >= self._next_status:
+            self.notifier.status(self._status_line())
+            self._next_status = now + STATUS_EVERY_SECONDS
+
+    def _status_line(self) -> str:
+        counts = {
+            row["state"]: row["count"]
+            for row in self.store.query(
+                "SELECT state, count(*) AS count FROM files "
+                "WHERE state NOT IN ('filed', 'gone') GROUP BY state"
+            )
+        }
+        waiting = counts.get("detected", 0) + counts.get("ready", 0)
+        working = counts.get("batched", 0) + counts.get("uploaded", 0)
+        return (
+            f"{len(self.folders)} folders, {waiting} files waiting, "
+            f"{working} in jobs, {len(self._in_flight)} batches active"
+        )
+
+    def _reread_key(self) -> None:
+        """After a 401/403: take the key again from its source, if it changed."""
+        try:
+            key = self.config.api.key_source.read()
+        except OSError as exc:
+            self.log.error("api_key_unreadable", error=exc.strerror or str(exc))
+            return
+        if key != self._api_key:
+            register_secret(key.reveal())
+            self._api_key = key
+            self.client.set_api_key(key)
+            self.log.info("api_key_reloaded")
+
+    def _reload(self) -> None:
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            self.log.error("config_reload_failed", error=str(exc))
+            return
+        if new.state_db != self.config.state_db:
+            self.log.warning(
+                "config_reload_ignores_state_db", state_db=str(new.state_db)
+            )
+            new = replace(new, state_db=self.config.state_db)
+
+        for folder in new.folders:
+            if self.folders.get(folder.name) != folder:
+                self.folders[folder.name] = folder
+                self.intakes[folder.name] = Intake(folder, self.store)
+                watcher = self.watchers.pop(folder.name, None)
+                if watcher is not None:
+                    watcher.stop()
+        kept = {folder.name for folder in new.folders}
+        for name in [name for name in self.intakes if name not in kept]:
+            # Unfinished batches of a removed folder still finish; nothing new
+            # is taken from it.
+            del self.intakes[name]
+            watcher = self.watchers.pop(name, None)
+            if watcher is not None:
+                watcher.stop()
+
+        self.config = new
+        self.runner.api = new.api
+        self._reread_key()
+        self.log.info("config_reloaded", folders=len(kept))
 
     # -- moving work along ---------------------------------------------------
 
@@ -188,7 +314,7 @@ class Service:
 
     def _close_batches(self) -> None:
         now = time.time()
-        for name, folder in self.folders.items():
+        for name, folder in self._active_folders():
             ready = self.store.files_in_state("ready", folder=name)
             for file_ids in batches_due(ready, folder, now):
                 batch_id = self.store.create_batch(name, file_ids)
@@ -228,6 +354,11 @@ class Service:
             retry_count=count,
             next_step_at=time.time() + backoff_seconds(count),
         )
+
+
+def _test_stop_observers_at() -> float:
+    delay = os.environ.get(STOP_OBSERVERS_VARIABLE, "")
+    return time.monotonic() + float(delay) if delay else float("inf")
 
 
 def folder_paths(config: Config) -> list[Path]:

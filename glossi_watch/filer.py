@@ -93,9 +93,9 @@ class Filer:
         crash_point("file_moved")
 
         attempts = self.store.attempts_for_file(row["id"], row.get("batch_id"))
-        write_json_atomic(
-            sidecar_path(final), build_sidecar(row, batch, attempts, final)
-        )
+        history = self.store.history(row["id"])
+        document = build_sidecar(row, batch, attempts, final, history)
+        write_json_atomic(sidecar_path(final), document)
         crash_point("sidecar_written")
         self.store.update_file(
             row["id"], state="filed", destination=str(final), filed_at=utc_now()

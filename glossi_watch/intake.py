@@ -160,17 +160,20 @@ class Intake:
                 "too_large",
                 f"The file has {identity.size} bytes; the limit is "
                 f"{self.folder.max_file_bytes}.",
+                identity,
             )
             return
 
         with os.fdopen(os.dup(fd), "rb") as stream:
             check = inspect_glb(stream, identity.size)
         if check.verdict == "invalid":
-            self._reject(rel_path, watch.file_id, check.reason, check.message)
+            self._reject(rel_path, watch.file_id, check.reason, check.message, identity)
             return
         if check.verdict == "incomplete":
             if now - watch.first_seen >= INCOMPLETE_LIMIT_SECONDS:
-                self._reject(rel_path, watch.file_id, "incomplete", check.message)
+                self._reject(
+                    rel_path, watch.file_id, "incomplete", check.message, identity
+                )
             return
 
         sha256, md5_base64 = hash_descriptor(fd)
@@ -187,13 +190,21 @@ class Intake:
             sha256=sha256,
             md5_base64=md5_base64,
             ready_at=utc_now(),
+            previous_file_id=self.store.earlier_failure(
+                self.folder.name, sha256=sha256, identity=identity
+            ),
         )
         del self._watching[rel_path]
         self.log.info("file_ready", file=rel_path, bytes=identity.size, sha256=sha256)
         crash_point("file_ready")
 
     def _reject(
-        self, rel_path: str, file_id: int | None, reason: str, message: str
+        self,
+        rel_path: str,
+        file_id: int | None,
+        reason: str,
+        message: str,
+        identity: FileIdentity | None = None,
     ) -> None:
         self._watching.pop(rel_path, None)
         if file_id is None:
@@ -206,8 +217,24 @@ class Intake:
                 )
             else:
                 file_id = row["id"]
+        known: dict[str, object] = {}
+        if identity is not None:
+            known = {
+                "size": identity.size,
+                "mtime_ns": identity.mtime_ns,
+                "device": identity.device,
+                "inode": identity.inode,
+                "previous_file_id": self.store.earlier_failure(
+                    self.folder.name, identity=identity
+                ),
+            }
         self.store.update_file(
-            file_id, state="rejected", outcome="failed", reason=reason, message=message
+            file_id,
+            state="rejected",
+            outcome="failed",
+            reason=reason,
+            message=message,
+            **known,
         )
         self.log.warning("file_rejected", file=rel_path, reason=reason, message=message)
 

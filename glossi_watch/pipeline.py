@@ -60,6 +60,7 @@ from glossi_watch.store import Row, StateStore, dumps, utc_now
 URL_SAFETY_MARGIN_SECONDS = 300.0
 DEFAULT_URL_LIFETIME_SECONDS = 3600.0
 MAX_REFUSED_UPLOADS = 3
+PROGRESS_LOG_SECONDS = 10.0
 
 
 class _Abandon(Exception):
@@ -88,6 +89,7 @@ class BatchRunner:
         api_key: Callable[[], Secret],
         stop: threading.Event,
         on_release: Callable[[str, str], None] = lambda folder, rel_path: None,
+        on_key_refused: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.client = client
@@ -97,6 +99,10 @@ class BatchRunner:
         self.api_key = api_key
         self.stop = stop
         self.on_release = on_release
+        self.on_key_refused = on_key_refused
+        # Batch id → monotonic time of its last sign of progress, while a
+        # worker drives it; the daemon's health check reads it.
+        self.progress: dict[int, float] = {}
         self.log = get_logger()
         self._steps: dict[str, Callable[[Row], bool]] = {
             "pending": self._create_job,
@@ -109,7 +115,15 @@ class BatchRunner:
 
     def advance(self, batch_id: int) -> None:
         """Take the batch as far as it can go now; wait states return early."""
+        self.progress[batch_id] = time.monotonic()
+        try:
+            self._advance(batch_id)
+        finally:
+            self.progress.pop(batch_id, None)
+
+    def _advance(self, batch_id: int) -> None:
         while not self.stop.is_set():
+            self.progress[batch_id] = time.monotonic()
             batch = self.store.batch(batch_id)
             step = self._steps.get(batch["state"])
             if step is None:
@@ -236,13 +250,7 @@ class BatchRunner:
 
     def _send(self, batch: Row, row: Row, url: str, fd: int, size: int) -> None:
         started = time.monotonic()
-        halfway = [False]
-
-        def on_progress(sent: int) -> None:
-            if not halfway[0] and sent * 2 >= size:
-                halfway[0] = True
-                crash_point("upload_midway")
-
+        progress = _UploadProgress(self, batch["id"], row["rel_path"], size)
         self.log.info("upload_started", file=row["rel_path"], bytes=size)
         try:
             self.client.upload(
@@ -250,7 +258,7 @@ class BatchRunner:
                 fd,
                 size=size,
                 md5_base64=row["md5_base64"],
-                on_progress=on_progress,
+                on_progress=progress.update,
                 should_stop=self.stop.is_set,
             )
         except ExpiredUrlError as exc:
@@ -458,6 +466,8 @@ class BatchRunner:
         self.store.record_attempt(
             step=batch["state"], outcome="retry", detail=str(exc), batch_id=batch["id"]
         )
+        if isinstance(exc, AuthError):
+            self.on_key_refused()
         event = "api_key_refused" if isinstance(exc, AuthError) else "step_retry"
         self.log.warning(
             event,
@@ -478,6 +488,37 @@ class BatchRunner:
             batch_id=batch["id"],
             file_id=row["id"],
         )
+
+
+class _UploadProgress:
+    """Marks an upload's progress for the health check, and logs long ones."""
+
+    def __init__(self, runner: BatchRunner, batch_id: int, name: str, size: int):
+        self.runner = runner
+        self.batch_id = batch_id
+        self.name = name
+        self.size = size
+        self.started = time.monotonic()
+        self.next_log = self.started + PROGRESS_LOG_SECONDS
+        self.halfway = False
+
+    def update(self, sent: int) -> None:
+        now = time.monotonic()
+        self.runner.progress[self.batch_id] = now
+        if not self.halfway and sent * 2 >= self.size:
+            self.halfway = True
+            crash_point("upload_midway")
+        if now >= self.next_log:
+            self.next_log = now + PROGRESS_LOG_SECONDS
+            elapsed = max(now - self.started, 1e-6)
+            self.runner.log.info(
+                "upload_progress",
+                file=self.name,
+                bytes=sent,
+                total_bytes=self.size,
+                percent=round(100 * sent / self.size, 1),
+                megabytes_per_second=round(sent / elapsed / 1e6, 2),
+            )
 
 
 def _stored_identity(row: Row) -> FileIdentity:

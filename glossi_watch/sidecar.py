@@ -7,7 +7,8 @@ under), ``stored_as`` (its name here, which differs when a name was taken),
 ``size``, ``sha256``, the job's ``job_id``, ``job_status`` and ``job_error``,
 the model's ``model_id``, ``project_id`` and ``project_name``,
 ``batch_project_id``, UTC timestamps, and ``attempts``: every retry with its
-reason. It never holds the API key or an upload URL.
+reason; and ``history``: earlier outcomes of the same file, newest first, when it
+was put back after a failure. It never holds the API key or an upload URL.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ def model_result(batch: Row | None, model_id: str | None) -> dict[str, Any]:
 
 
 def build_sidecar(
-    file: Row, batch: Row | None, attempts: list[Row], final_path: Path
+    file: Row,
+    batch: Row | None,
+    attempts: list[Row],
+    final_path: Path,
+    history: list[Row] | None = None,
 ) -> dict[str, Any]:
     """The sidecar document for ``file`` filed at ``final_path``."""
     result = model_result(batch, file.get("model_id"))
@@ -60,6 +65,7 @@ def build_sidecar(
         "job_finished_at": batch["finished_at"] if batch else None,
         "filed_at": utc_now(),
         "attempts": attempts,
+        "history": history or [],
         "glossi_watch_version": __version__,
     }
     if file["outcome"] != "done":

@@ -126,7 +126,14 @@ def _migrate_1(db: Database) -> None:
     db.table("attempts").create_index(["file_id"])
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_migrate_1,)
+def _migrate_2(db: Database) -> None:
+    # A file put back after a failure links to its earlier row, so its next
+    # sidecar carries the whole history (``glossi-watch retry``, issue 6).
+    db.table("files").add_column("previous_file_id", int)
+    db.execute("CREATE INDEX files_sha256 ON files(folder, sha256)")
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_migrate_1, _migrate_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -230,6 +237,48 @@ class StateStore:
             sql += " AND folder = ?"
             params.append(folder)
         return self.query(sql + " ORDER BY id", params)
+
+    def earlier_failure(
+        self, folder: str, *, sha256: str | None = None, identity: Any = None
+    ) -> int | None:
+        """The newest filed failure of the same file in ``folder``, if any.
+
+        The same file is the same content (``sha256``) or the same inode and
+        size (``identity``, a FileIdentity: a file moved back from failed/
+        keeps its inode).
+        """
+        same = ["sha256 = ?"]
+        params: list[Any] = [folder, sha256]
+        if identity is not None:
+            same.append("(device = ? AND inode = ? AND size = ?)")
+            params += [identity.device, identity.inode, identity.size]
+        rows = self.query(
+            "SELECT id FROM files WHERE folder = ? AND state = 'filed' "
+            f"AND outcome = 'failed' AND ({' OR '.join(same)}) "
+            "ORDER BY id DESC LIMIT 1",
+            params,
+        )
+        return int(rows[0]["id"]) if rows else None
+
+    def history(self, file_id: int, *, limit: int = 20) -> list[Row]:
+        """Earlier attempts at the same file, newest first (via previous_file_id)."""
+        chain: list[Row] = []
+        previous = self.file(file_id).get("previous_file_id")
+        while previous is not None and len(chain) < limit:
+            row = self.file(previous)
+            batch = self.batch(row["batch_id"]) if row["batch_id"] else None
+            chain.append(
+                {
+                    "status": row["outcome"],
+                    "reason": row["reason"],
+                    "message": row["message"],
+                    "job_id": batch["job_id"] if batch else None,
+                    "filed_at": row["filed_at"],
+                    "attempts": self.attempts_for_file(row["id"], row["batch_id"]),
+                }
+            )
+            previous = row.get("previous_file_id")
+        return chain
 
     def batch_files(self, batch_id: int) -> list[Row]:
         return self.query(
