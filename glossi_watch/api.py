@@ -34,6 +34,7 @@ from glossi_watch.errors import (
     TransientUploadError,
 )
 from glossi_watch.fileinfo import READ_PIECE_BYTES
+from glossi_watch.retry import TRANSIENT_S3_CODES, is_transient_status
 
 GLB_CONTENT_TYPE = "model/gltf-binary"
 TERMINAL_STATUSES = frozenset({"COMPLETE", "FAILED"})
@@ -279,7 +280,7 @@ def _api_error(method: str, path: str, response: httpx.Response, body: str) -> A
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if status in (401, 403):
         return AuthError(message, status_code=status, body=body)
-    if status in (408, 425, 429) or status >= 500:
+    if is_transient_status(status):
         return TransientApiError(
             message, status_code=status, body=body, retry_after=retry_after
         )
@@ -288,14 +289,6 @@ def _api_error(method: str, path: str, response: httpx.Response, body: str) -> A
 
 _S3_CODE = re.compile(r"<Code>([^<]*)</Code>")
 _S3_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
-_TRANSIENT_S3_CODES = {
-    "RequestTimeout",
-    "SlowDown",
-    "InternalError",
-    "ServiceUnavailable",
-    "BadDigest",
-    "IncompleteBody",
-}
 
 
 def _upload_error(response: httpx.Response) -> Exception:
@@ -309,7 +302,7 @@ def _upload_error(response: httpx.Response) -> Exception:
 
     if status == 403 and "expired" in detail.lower():
         return ExpiredUrlError(message, status_code=status, code=code)
-    if code in _TRANSIENT_S3_CODES or status >= 500 or status in (408, 429):
+    if code in TRANSIENT_S3_CODES or is_transient_status(status):
         return TransientUploadError(message, status_code=status, code=code)
     return PermanentUploadError(message, status_code=status, code=code)
 

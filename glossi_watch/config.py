@@ -106,6 +106,14 @@ class FolderConfig:
     max_batch_files: int = 50
     max_batch_wait_seconds: float = 300.0
     max_file_bytes: int = ONE_GB
+    incomplete_after_seconds: float = 3600.0
+    watch_mode: str = "auto"
+    poll_interval_seconds: float = 5.0
+    subfolders: str = "ignore"
+    include: tuple[str, ...] = ("*.glb",)
+    exclude: tuple[str, ...] = ()
+    expect_mount: bool = False
+    job_timeout_seconds: float = 6 * 3600.0
 
     @property
     def name(self) -> str:
@@ -145,7 +153,17 @@ _FOLDER_KEYS = {
     "max_file_bytes",
     "done_dir",
     "failed_dir",
+    "incomplete_after_seconds",
+    "watch_mode",
+    "poll_interval_seconds",
+    "subfolders",
+    "include",
+    "exclude",
+    "expect_mount",
+    "job_timeout_seconds",
 }
+_WATCH_MODES = ("auto", "native", "polling")
+_SUBFOLDER_POLICIES = ("ignore", "recursive")
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
 
 
@@ -195,6 +213,20 @@ class _Reader:
         if not minimum <= value <= maximum:
             raise self.fail(key, f"must be between {minimum} and {maximum}")
         return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(key, default) or default
+        if value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    def patterns(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.table.get(key, list(default))
+        if not isinstance(value, list) or not all(
+            isinstance(item, str) and item for item in value
+        ):
+            raise self.fail(key, 'must be a list of glob patterns, like ["*.glb"]')
+        return tuple(value)
 
     def path(self, key: str, base: Path, default: str | None = None) -> Path:
         value = self.text(key, default)
@@ -366,6 +398,20 @@ def _parse_folder(
         ),
         max_file_bytes=reader.whole(
             "max_file_bytes", ONE_GB, minimum=1, maximum=SINGLE_PUT_LIMIT
+        ),
+        incomplete_after_seconds=reader.number(
+            "incomplete_after_seconds", 3600.0, minimum=1, maximum=7 * 86400
+        ),
+        watch_mode=reader.choice("watch_mode", "auto", _WATCH_MODES),
+        poll_interval_seconds=reader.number(
+            "poll_interval_seconds", 5.0, minimum=0.1, maximum=3600
+        ),
+        subfolders=reader.choice("subfolders", "ignore", _SUBFOLDER_POLICIES),
+        include=reader.patterns("include", ("*.glb",)),
+        exclude=reader.patterns("exclude", ()),
+        expect_mount=reader.flag("expect_mount", False),
+        job_timeout_seconds=reader.number(
+            "job_timeout_seconds", 6 * 3600.0, minimum=1, maximum=30 * 86400
         ),
     )
     for key, directory in (

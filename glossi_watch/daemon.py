@@ -29,8 +29,9 @@ from glossi_watch.api import GlossiClient
 from glossi_watch.batcher import batches_due
 from glossi_watch.config import Config, FolderConfig, Secret, load_config
 from glossi_watch.crashpoints import crash_point
-from glossi_watch.errors import ConfigError, GlossiWatchError, StoreError
+from glossi_watch.errors import ConfigError, FilingError, StoreError
 from glossi_watch.filer import Filer
+from glossi_watch.fsinfo import mount_of
 from glossi_watch.intake import Intake
 from glossi_watch.logs import get_logger, register_secret
 from glossi_watch.notify import Notifier
@@ -43,6 +44,7 @@ TICK_SECONDS = 0.25
 WORKERS = 4
 SHUTDOWN_GRACE_SECONDS = 8.0
 STATUS_EVERY_SECONDS = 10.0
+WATCH_CHECK_SECONDS = 2.0
 # A batch step that has shown no progress for this long counts as stuck:
 # far beyond any network timeout, so only a wedged thread gets there.
 STALL_SECONDS = 900.0
@@ -59,6 +61,10 @@ class Service:
         self.notifier = notifier or Notifier()
         self.stop = threading.Event()
         self._reload_requested = threading.Event()
+        self._next_scan: dict[str, float] = {}
+        self._filing_retry: dict[int, tuple[float, int]] = {}
+        self._key_unreadable = False
+        self._unavailable: set[str] = set()
         self.log = get_logger()
         self.inbox: queue.SimpleQueue[Seen] = queue.SimpleQueue()
         self.folders = {folder.name: folder for folder in config.folders}
@@ -112,9 +118,9 @@ class Service:
         )
         self._dispatch()  # Resume unfinished batches before new work.
         self._watch_folders()
-        self._scan_all()
+        self._scan_due()
         self.notifier.ready(self._status_line())
-        next_scan = time.monotonic() + self.config.scan_interval_seconds
+        next_watch_check = time.monotonic() + WATCH_CHECK_SECONDS
         self._next_heartbeat = self._next_status = time.monotonic()
         stop_observers_at = _test_stop_observers_at()
 
@@ -123,11 +129,12 @@ class Service:
             if self._reload_requested.is_set():
                 self._reload_requested.clear()
                 self._reload()
-                next_scan = 0.0
-            if time.monotonic() >= next_scan:
+                self._next_scan.clear()
+            if time.monotonic() >= next_watch_check:
                 self._watch_folders()
-                self._scan_all()
-                next_scan = time.monotonic() + self.config.scan_interval_seconds
+                self._reread_key()
+                next_watch_check = time.monotonic() + WATCH_CHECK_SECONDS
+            self._scan_due()
             for intake in self.intakes.values():
                 intake.settle()
             self._file_rejected()
@@ -155,9 +162,16 @@ class Service:
     # -- watching and scanning -----------------------------------------------
 
     def _watch_folders(self) -> None:
+        """Start, stop or restart each folder's watcher as folders come and go.
+
+        A folder that is missing, or not mounted when ``expect_mount`` says
+        it should be, is reported once and looked at again every few
+        seconds; its files and their state are kept, and a full scan runs
+        as soon as it is back.
+        """
         for name, folder in self._active_folders():
             watcher = self.watchers.get(name)
-            present = folder.path.is_dir()
+            present = _available(folder)
             if watcher is not None and present and not watcher.is_alive():
                 self.log.error("watcher_died", folder=name)
                 if self.notifier.watchdog_seconds is not None:
@@ -166,17 +180,22 @@ class Service:
                 self._start_watcher(name)
             elif watcher is not None and not present:
                 self.log.warning("folder_unavailable", folder=name)
+                self._unavailable.add(name)
                 watcher.stop()
                 del self.watchers[name]
             elif watcher is None and present:
+                self._unavailable.discard(name)
+                self.log.info("folder_available", folder=name)
                 self._start_watcher(name)
-            elif watcher is None:
-                self.log.warning("folder_missing", folder=name)
+            elif watcher is None and name not in self._unavailable:
+                self.log.warning("folder_unavailable", folder=name)
+                self._unavailable.add(name)
 
     def _start_watcher(self, name: str) -> None:
-        watcher = FolderWatcher(name, self.folders[name].path, self.inbox)
+        watcher = FolderWatcher(self.folders[name], self.inbox)
         watcher.start()
         self.watchers[name] = watcher
+        self._next_scan.pop(name, None)  # A full scan right away.
 
     def _active_folders(self) -> list[tuple[str, FolderConfig]]:
         """The folders taking new work (a folder removed by a reload is not)."""
@@ -186,9 +205,19 @@ class Service:
         """Ask the loop to look at a file that left its batch (any thread)."""
         self.inbox.put(Seen(folder, self.folders[folder].path / rel_path))
 
-    def _scan_all(self) -> None:
-        for name in self.watchers:
+    def _scan_due(self) -> None:
+        """Scan each watched folder whose scan (or poll) is due."""
+        now = time.monotonic()
+        for name, watcher in list(self.watchers.items()):
+            if now < self._next_scan.get(name, 0.0):
+                continue
             self._scan(name)
+            interval = (
+                self.folders[name].poll_interval_seconds
+                if watcher.polling
+                else self.config.scan_interval_seconds
+            )
+            self._next_scan[name] = time.monotonic() + interval
 
     def _scan(self, name: str) -> None:
         intake = self.intakes[name]
@@ -252,16 +281,25 @@ class Service:
         )
 
     def _reread_key(self) -> None:
-        """After a 401/403: take the key again from its source, if it changed."""
+        """Take the key again from its source; if it changed, wake waiting work.
+
+        Runs every few seconds and after each 401/403, so a fixed key file is
+        used at once, without a restart, and work paused on a refused key is
+        tried again right away.
+        """
         try:
             key = self.config.api.key_source.read()
         except OSError as exc:
-            self.log.error("api_key_unreadable", error=exc.strerror or str(exc))
+            if not self._key_unreadable:
+                self.log.error("api_key_unreadable", error=exc.strerror or str(exc))
+            self._key_unreadable = True
             return
+        self._key_unreadable = False
         if key != self._api_key:
             register_secret(key.reveal())
             self._api_key = key
             self.client.set_api_key(key)
+            self.store.wake_batches()
             self.log.info("api_key_reloaded")
 
     def _reload(self) -> None:
@@ -300,17 +338,27 @@ class Service:
     # -- moving work along ---------------------------------------------------
 
     def _file_rejected(self) -> None:
+        """File rejected files (no batch); one that cannot be moved waits."""
+        now = time.monotonic()
         for row in self.store.files_in_state("rejected", "moving"):
             if row["batch_id"] is not None:
                 continue  # Batched files are filed by their batch.
+            retry_at, failures = self._filing_retry.get(row["id"], (0.0, 0))
+            if now < retry_at:
+                continue
             try:
                 self.filer.file(
                     row, outcome="failed", reason=row["reason"], message=row["message"]
                 )
-            except (OSError, GlossiWatchError) as exc:
-                if isinstance(exc, StoreError):
-                    raise
-                self.log.error("filing_failed", file=row["rel_path"], error=str(exc))
+            except (OSError, FilingError) as exc:
+                delay = backoff_seconds(failures, base=5.0)
+                self._filing_retry[row["id"]] = (now + delay, failures + 1)
+                if failures == 0:
+                    self.log.error(
+                        "filing_failed", file=row["rel_path"], error=str(exc)
+                    )
+            else:
+                self._filing_retry.pop(row["id"], None)
 
     def _close_batches(self) -> None:
         now = time.time()
@@ -354,6 +402,13 @@ class Service:
             retry_count=count,
             next_step_at=time.time() + backoff_seconds(count),
         )
+
+
+def _available(folder: FolderConfig) -> bool:
+    if not folder.path.is_dir():
+        return False
+    # An unmounted mount point is an empty folder on the root file system.
+    return not folder.expect_mount or mount_of(folder.path).mount_point != Path("/")
 
 
 def _test_stop_observers_at() -> float:

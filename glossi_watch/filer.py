@@ -13,6 +13,7 @@ A restart that finds a row in ``moving`` simply runs steps 2 and 3 again.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from glossi_watch.config import FolderConfig
@@ -21,6 +22,7 @@ from glossi_watch.errors import FilingError
 from glossi_watch.filing import (
     choose_destination,
     ensure_dir,
+    move_entry,
     move_file,
     write_json_atomic,
 )
@@ -51,6 +53,8 @@ class Filer:
         """File ``row`` with ``outcome`` (``done`` or ``failed``), resumably."""
         folder = self.folders[row["folder"]]
         source = folder.path / row["rel_path"]
+        if not folder.path.is_dir():
+            raise FilingError(folder.path, "is not available (a share offline?)")
         if batch is not None and row["state"] != "moving" and _changed(source, row):
             # What Glossi has is the older content; the file in the folder is
             # a new version and is left there to be picked up as a new drop.
@@ -68,19 +72,24 @@ class Filer:
             if row["state"] != "moving":
                 row = self._plan_move(row, folder, outcome, reason, message)
             destination = Path(row["destination"])
-            if destination.exists() and _replaced_since(source, row):
+            if os.path.lexists(destination) and _replaced_since(source, row):
                 # Moved before a crash, and a new drop now has the old name:
                 # that new file is not ours to move.
                 final = destination
                 break
             try:
-                final = move_file(
-                    source, destination, expected_sha256=row.get("sha256")
-                )
+                if row["reason"] == "not_regular_file":
+                    final = move_entry(source, destination)
+                else:
+                    final = move_file(
+                        source, destination, expected_sha256=row.get("sha256")
+                    )
             except FilingError as exc:
-                if not source.exists() and not destination.exists():
+                if not os.path.lexists(source) and not os.path.lexists(destination):
                     self._record_lost(row, str(exc))
                     return
+                if not os.path.lexists(destination):
+                    raise  # Not a name clash: the caller retries later.
                 # Someone took the name between our choice and the move.
                 self.log.warning(
                     "file_name_taken", file=row["rel_path"], error=str(exc)
@@ -117,9 +126,11 @@ class Filer:
         reason: str | None,
         message: str | None,
     ) -> Row:
-        directory = folder.done_dir if outcome == "done" else folder.failed_dir
+        base = folder.done_dir if outcome == "done" else folder.failed_dir
+        relative = Path(row["rel_path"])
+        directory = base / relative.parent  # Subfolders keep their place.
         ensure_dir(directory)
-        destination = choose_destination(directory, Path(row["rel_path"]).name)
+        destination = choose_destination(directory, relative.name)
         fields = {
             "state": "moving",
             "outcome": outcome,

@@ -209,6 +209,28 @@ def move_file(
     return destination
 
 
+def move_entry(source: Path, destination: Path) -> Path:
+    """Rename a directory entry that is not a regular file (a symlink, FIFO,
+    socket or device node) to ``destination``, never reading or opening it.
+
+    Only within one filesystem (such an entry cannot be copied without
+    following it): across filesystems this raises FilingError and the entry
+    stays where it is. Never overwrites; a repeat after the entry was moved
+    returns at once.
+    """
+    try:
+        if _lstat(source) is None and _lstat(destination) is not None:
+            return destination
+        if _lstat(destination) is not None:
+            raise FilingError(destination, "is taken; the entry was not moved")
+        _place(source, destination)
+    except FileNotFoundError as exc:
+        raise FilingError(source, "is gone") from exc
+    except OSError as exc:
+        raise FilingError(source, f"cannot be moved: {exc.strerror}") from exc
+    return destination
+
+
 def _check_already_moved(
     source: Path, destination: Path, found: os.stat_result | None, expected: str | None
 ) -> None:

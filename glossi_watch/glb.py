@@ -111,6 +111,12 @@ def _check_chunks(stream: BinaryIO, declared: int, *, check_json: bool) -> GlbCh
                 f"Chunk {index} header at byte {offset} is cut off.",
             )
         length, chunk_type = struct.unpack("<II", chunk_header)
+        if chunk_type == 0:
+            # No real chunk has type 0: these are zeros of a file that was
+            # allocated at its full size and is still being filled in.
+            return _incomplete(
+                f"Chunk {index} at byte {offset} is still zeros.", declared
+            )
         end = offset + CHUNK_HEADER_BYTES + length
         if end > declared:
             return _invalid(

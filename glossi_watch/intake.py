@@ -1,10 +1,19 @@
 """From a path in a hot folder to a file that is whole, checked and ready.
 
 :class:`Intake` is fed paths (from watch events and from scans) and decides,
-for each, one of: ignore it (not a candidate name), keep watching it (still
-being written), reject it (it can never be uploaded; a reason code says why),
-or declare it ready (whole GLB, size and mtime unchanged for the settle time,
-hashed). Every decision is written to the state store before it counts.
+for each candidate (:mod:`glossi_watch.names`), one of: keep watching it
+(still being written), reject it (it can never be uploaded; a reason code
+says why), or declare it ready. Every decision is written to the store
+before it counts.
+
+A file is ready when all of these hold: its size and mtime have not changed
+for ``settle_seconds`` (a file whose size is final but whose mtime still
+moves is still being written); no process on this machine has it open for
+writing (a Linux read lease says so; writers on other machines of a share
+cannot be seen, which is what the settle time is for); its GLB header
+declares exactly its size and its chunks add up; and it could be opened and
+hashed without changing under us. A file that is still incomplete after
+``incomplete_after_seconds`` is rejected with reason ``incomplete``.
 
 Settling is timed with the monotonic clock in memory; after a restart a file
 simply settles again, which costs one settle period and nothing else.
@@ -12,7 +21,8 @@ simply settles again, which costs one settle period and nothing else.
 
 from __future__ import annotations
 
-import fnmatch
+import errno
+import fcntl
 import os
 import time
 from dataclasses import dataclass
@@ -29,29 +39,10 @@ from glossi_watch.fileinfo import (
 )
 from glossi_watch.glb import inspect_glb
 from glossi_watch.logs import get_logger
-from glossi_watch.store import StateStore, utc_now
+from glossi_watch.names import relative_candidate, walk_candidates
+from glossi_watch.store import Row, StateStore, utc_now
 
-# Names that editors, copy tools and operating systems leave behind while
-# they write, or beside what they write; never uploaded, never moved.
-IGNORED_PATTERNS = (
-    "._*",
-    ".*",
-    "~$*",
-    "*.part",
-    "*.partial",
-    "*.filepart",
-    "*.crdownload",
-    "*.tmp",
-    "*.download",
-)
-INCOMPLETE_LIMIT_SECONDS = 3600.0
-
-
-def is_candidate(name: str) -> bool:
-    """Whether a file called ``name`` may be an artist's model to upload."""
-    if not name.lower().endswith(".glb"):
-        return False
-    return not any(fnmatch.fnmatchcase(name, pattern) for pattern in IGNORED_PATTERNS)
+UNREADABLE_RETRY_SECONDS = (5.0, 30.0, 120.0, 300.0)
 
 
 @dataclass
@@ -60,6 +51,8 @@ class _Watch:
     identity: FileIdentity
     stable_since: float
     first_seen: float
+    retry_at: float = 0.0
+    failures: int = 0
 
 
 class Intake:
@@ -70,21 +63,21 @@ class Intake:
         self.store = store
         self.log = get_logger(folder=folder.name)
         self._watching: dict[str, _Watch] = {}
+        self._reported: set[str] = set()
 
     def scan(self) -> list[Path]:
-        """Every candidate path directly inside the folder."""
+        """Every candidate path in the folder ([] if it cannot be read)."""
         try:
-            entries = list(os.scandir(self.folder.path))
+            return list(walk_candidates(self.folder))
         except OSError as exc:
-            self.log.warning("folder_unreadable", error=exc.strerror)
+            self._report_once("", "folder_unreadable", exc.strerror or str(exc))
             return []
-        return [Path(entry.path) for entry in entries if is_candidate(entry.name)]
 
     def observe(self, path: Path) -> None:
         """Note that ``path`` exists or changed; start or restart its settling."""
-        if path.parent != self.folder.path or not is_candidate(path.name):
+        rel_path = relative_candidate(path, self.folder)
+        if rel_path is None or not self._storable(rel_path):
             return
-        rel_path = path.name
         try:
             status = lstat_regular(path)
         except FileNotFoundError:
@@ -94,45 +87,49 @@ class Intake:
             self._reject(rel_path, None, "not_regular_file", str(exc))
             return
         except OSError as exc:
-            self.log.warning("file_unreadable", file=rel_path, error=exc.strerror)
+            self._report_once(rel_path, "file_unreadable", exc.strerror or str(exc))
             return
 
         identity = FileIdentity.of(status)
         watch = self._watching.get(rel_path)
         if watch is not None:
             if watch.identity != identity:
-                watch.identity = identity
-                watch.stable_since = time.monotonic()
+                watch.identity, watch.stable_since = identity, time.monotonic()
             return
+        file_id = self._claim(rel_path, identity)
+        if file_id is not None:
+            now = time.monotonic()
+            self._watching[rel_path] = _Watch(file_id, identity, now, now)
 
+    def _claim(self, rel_path: str, identity: FileIdentity) -> int | None:
+        """The row to settle ``rel_path`` under, or None if intake is done with it."""
         row = self.store.active_file(self.folder.name, rel_path)
         if row is None:
             file_id = self.store.add_file(self.folder.name, rel_path, state="detected")
             self.log.info("file_detected", file=rel_path, bytes=identity.size)
             crash_point("file_detected")
-        elif row["state"] == "detected":
-            file_id = row["id"]
-        elif row["state"] == "ready" and _stored_identity(row) != identity:
-            # Changed after it was declared ready: it must settle again.
-            file_id = row["id"]
-            self.store.update_file(file_id, state="detected")
+            return file_id
+        if row["state"] == "detected":
+            return int(row["id"])
+        if row["state"] == "ready" and _stored_identity(row) != identity:
+            self.store.update_file(row["id"], state="detected")
             self.log.info("file_changed", file=rel_path, bytes=identity.size)
-        else:
-            return  # Already ready, batched or rejected: intake is done with it.
-        now = time.monotonic()
-        self._watching[rel_path] = _Watch(file_id, identity, now, now)
+            return int(row["id"])
+        return None  # Ready, batched or rejected: its next steps are elsewhere.
 
     def settle(self) -> None:
         """Check every watched file whose size and mtime have held long enough."""
         now = time.monotonic()
         for rel_path, watch in list(self._watching.items()):
-            if now - watch.stable_since >= self.folder.settle_seconds:
+            settled = now - watch.stable_since >= self.folder.settle_seconds
+            if settled and now >= watch.retry_at:
                 self._check(rel_path, watch, now)
+            elif not settled:
+                self._give_up_if_overdue(rel_path, watch, now, "it keeps changing")
 
     def _check(self, rel_path: str, watch: _Watch, now: float) -> None:
-        path = self.folder.path / rel_path
         try:
-            fd = open_regular(path)
+            fd = open_regular(self.folder.path / rel_path)
         except FileNotFoundError:
             self._forget(rel_path)
             return
@@ -140,11 +137,12 @@ class Intake:
             self._reject(rel_path, watch.file_id, "not_regular_file", str(exc))
             return
         except OSError as exc:
-            self.log.warning("file_unreadable", file=rel_path, error=exc.strerror)
-            watch.stable_since = now
+            self._postpone(rel_path, watch, now, exc)
             return
         try:
             self._check_open(rel_path, watch, fd, now)
+        except OSError as exc:
+            self._postpone(rel_path, watch, now, exc)
         finally:
             os.close(fd)
 
@@ -153,15 +151,16 @@ class Intake:
         if identity != watch.identity:
             watch.identity, watch.stable_since = identity, now
             return
+        if _open_for_writing_elsewhere(fd):
+            watch.retry_at = now + self.folder.settle_seconds
+            self._give_up_if_overdue(rel_path, watch, now, "it is still open")
+            return
         if identity.size > self.folder.max_file_bytes:
-            self._reject(
-                rel_path,
-                watch.file_id,
-                "too_large",
+            problem = (
                 f"The file has {identity.size} bytes; the limit is "
-                f"{self.folder.max_file_bytes}.",
-                identity,
+                f"{self.folder.max_file_bytes}."
             )
+            self._reject(rel_path, watch.file_id, "too_large", problem, identity)
             return
 
         with os.fdopen(os.dup(fd), "rb") as stream:
@@ -170,16 +169,24 @@ class Intake:
             self._reject(rel_path, watch.file_id, check.reason, check.message, identity)
             return
         if check.verdict == "incomplete":
-            if now - watch.first_seen >= INCOMPLETE_LIMIT_SECONDS:
-                self._reject(
-                    rel_path, watch.file_id, "incomplete", check.message, identity
-                )
+            watch.retry_at = now + self.folder.settle_seconds
+            self._give_up_if_overdue(rel_path, watch, now, check.message)
             return
 
         sha256, md5_base64 = hash_descriptor(fd)
         if FileIdentity.of(os.fstat(fd)) != identity:
             watch.stable_since = now  # It changed while we read it.
             return
+        self._mark_ready(rel_path, watch, identity, sha256, md5_base64)
+
+    def _mark_ready(
+        self,
+        rel_path: str,
+        watch: _Watch,
+        identity: FileIdentity,
+        sha256: str,
+        md5_base64: str,
+    ) -> None:
         self.store.update_file(
             watch.file_id,
             state="ready",
@@ -195,8 +202,26 @@ class Intake:
             ),
         )
         del self._watching[rel_path]
+        self._reported.discard(rel_path)
         self.log.info("file_ready", file=rel_path, bytes=identity.size, sha256=sha256)
         crash_point("file_ready")
+
+    def _give_up_if_overdue(
+        self, rel_path: str, watch: _Watch, now: float, detail: str
+    ) -> bool:
+        if now - watch.first_seen < self.folder.incomplete_after_seconds:
+            return False
+        limit = self.folder.incomplete_after_seconds
+        message = f"The file was not complete after {limit:.0f} s: {detail}"
+        self._reject(rel_path, watch.file_id, "incomplete", message, watch.identity)
+        return True
+
+    def _postpone(self, rel_path: str, watch: _Watch, now: float, exc: OSError) -> None:
+        """A file we cannot read now: say so once, and look again later."""
+        delays = UNREADABLE_RETRY_SECONDS
+        watch.retry_at = now + delays[min(watch.failures, len(delays) - 1)]
+        watch.failures += 1
+        self._report_once(rel_path, "file_unreadable", exc.strerror or str(exc))
 
     def _reject(
         self,
@@ -216,7 +241,7 @@ class Intake:
                     self.folder.name, rel_path, state="detected"
                 )
             else:
-                file_id = row["id"]
+                file_id = int(row["id"])
         known: dict[str, object] = {}
         if identity is not None:
             known = {
@@ -239,19 +264,53 @@ class Intake:
         self.log.warning("file_rejected", file=rel_path, reason=reason, message=message)
 
     def _forget(self, rel_path: str) -> None:
+        if not self.folder.path.is_dir():
+            return  # The share dropped: nothing vanished, we just cannot see it.
         watch = self._watching.pop(rel_path, None)
         row = self.store.active_file(self.folder.name, rel_path)
-        if row is not None and row["state"] == "detected":
+        if row is not None and row["state"] in ("detected", "ready"):
             self.store.update_file(row["id"], state="gone")
             self.log.info("file_vanished", file=rel_path)
         elif watch is not None:
             self.log.info("file_vanished", file=rel_path)
 
+    def _storable(self, rel_path: str) -> bool:
+        """Names that are not valid UTF-8 cannot be stored, sent or described."""
+        try:
+            rel_path.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = rel_path.encode("utf-8", "backslashreplace").decode()
+            self._report_once(
+                shown, "file_name_unusable", "not valid UTF-8; rename the file"
+            )
+            return False
+        return True
 
-def _stored_identity(row: dict[str, object]) -> FileIdentity:
-    return FileIdentity(
-        int(row["device"] or 0),  # type: ignore[call-overload]
-        int(row["inode"] or 0),  # type: ignore[call-overload]
-        int(row["size"] or 0),  # type: ignore[call-overload]
-        int(row["mtime_ns"] or 0),  # type: ignore[call-overload]
-    )
+    def _report_once(self, rel_path: str, event: str, detail: str) -> None:
+        key = f"{event}:{rel_path}"
+        if key not in self._reported:
+            self._reported.add(key)
+            self.log.warning(event, file=rel_path, error=detail)
+
+
+def _open_for_writing_elsewhere(fd: int) -> bool:
+    """Whether another process here has the file open for writing (Linux).
+
+    A read lease is granted only when nobody has the file open for writing.
+    Where leases are not available (other systems, a file we do not own and
+    no CAP_LEASE, network file systems) this answers False and the settle
+    time alone decides.
+    """
+    set_lease = getattr(fcntl, "F_SETLEASE", None)
+    if set_lease is None:
+        return False
+    try:
+        fcntl.fcntl(fd, set_lease, fcntl.F_RDLCK)
+    except OSError as exc:
+        return exc.errno in (errno.EAGAIN, errno.EBUSY)
+    fcntl.fcntl(fd, set_lease, fcntl.F_UNLCK)
+    return False
+
+
+def _stored_identity(row: Row) -> FileIdentity:
+    return FileIdentity(row["device"], row["inode"], row["size"], row["mtime_ns"])

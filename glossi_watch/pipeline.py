@@ -46,9 +46,11 @@ from glossi_watch.errors import (
     ApiError,
     AuthError,
     ExpiredUrlError,
+    FilingError,
     PermanentApiError,
     PermanentUploadError,
     TransientApiError,
+    TransientUploadError,
     UploadError,
 )
 from glossi_watch.fileinfo import FileIdentity, NotRegularFileError, open_regular
@@ -61,6 +63,7 @@ URL_SAFETY_MARGIN_SECONDS = 300.0
 DEFAULT_URL_LIFETIME_SECONDS = 3600.0
 MAX_REFUSED_UPLOADS = 3
 PROGRESS_LOG_SECONDS = 10.0
+ASSUMED_BYTES_PER_SECOND = 1_000_000.0
 
 
 class _Abandon(Exception):
@@ -103,6 +106,8 @@ class BatchRunner:
         # Batch id → monotonic time of its last sign of progress, while a
         # worker drives it; the daemon's health check reads it.
         self.progress: dict[int, float] = {}
+        # Recent upload speed, for judging whether a URL lives long enough.
+        self.bytes_per_second = ASSUMED_BYTES_PER_SECOND
         self.log = get_logger()
         self._steps: dict[str, Callable[[Row], bool]] = {
             "pending": self._create_job,
@@ -132,6 +137,10 @@ class BatchRunner:
                 if not step(batch):
                     return
             except (TransientApiError, AuthError, UploadError) as exc:
+                self._retry_later(batch, exc)
+                return
+            except (FilingError, OSError) as exc:
+                # The folder went away or refuses us; the files stay put.
                 self._retry_later(batch, exc)
                 return
             except _Abandon as exc:
@@ -211,9 +220,6 @@ class BatchRunner:
     def _upload(self, batch: Row) -> bool:
         expires_at = batch["urls_expire_at"] or 0.0
         lifetime = batch["urls_lifetime_seconds"] or DEFAULT_URL_LIFETIME_SECONDS
-        margin = min(URL_SAFETY_MARGIN_SECONDS, 0.1 * lifetime)
-        if time.time() > expires_at - margin:
-            raise _Abandon("the upload URLs have expired or are about to")
         folder = self.folders[batch["folder"]]
         key = self.api_key()
 
@@ -223,6 +229,8 @@ class BatchRunner:
             url = unseal(row["upload_seal"] or "", key)
             if url is None:
                 raise _Abandon("the upload URLs were sealed under another API key")
+            if not self._time_left_for(row["size"], expires_at, lifetime):
+                raise _Abandon("too little of the upload URLs' life is left")
             self._upload_one(batch, folder, row, url)
             if self.stop.is_set():
                 return False
@@ -232,11 +240,30 @@ class BatchRunner:
         crash_point("confirm_intent_recorded")
         return True
 
+    def _time_left_for(self, size: int, expires_at: float, lifetime: float) -> bool:
+        """Whether a URL expiring at ``expires_at`` outlives this transfer.
+
+        The expected transfer time is the size at the recent upload speed,
+        with half again as margin. A URL that is still almost new is used
+        whatever the estimate: a new job would give no longer a life.
+        """
+        left = expires_at - time.time()
+        if left > 0.9 * lifetime:
+            return True
+        needed = 1.5 * size / self.bytes_per_second
+        return left > needed + min(URL_SAFETY_MARGIN_SECONDS, 0.1 * lifetime)
+
     def _upload_one(self, batch: Row, folder: FolderConfig, row: Row, url: str) -> None:
         path = folder.path / row["rel_path"]
         try:
             fd = open_regular(path)
         except (OSError, NotRegularFileError) as exc:
+            if not folder.path.is_dir():
+                raise TransientUploadError(
+                    f"the folder {folder.path} is not available"
+                ) from exc
+            if isinstance(exc, PermissionError):
+                raise TransientUploadError(f"cannot read {row['rel_path']}") from exc
             self._detach_changed(row, f"cannot open it any more: {exc}")
             raise _Abandon(f"{row['rel_path']} changed before its upload") from exc
         try:
@@ -274,6 +301,9 @@ class BatchRunner:
         crash_point("upload_sent")
 
         seconds = time.monotonic() - started
+        if seconds > 0.5:
+            rate = size / seconds
+            self.bytes_per_second = 0.7 * self.bytes_per_second + 0.3 * rate
         self.store.update_file(row["id"], state="uploaded", uploaded_at=utc_now())
         self._record(batch, row, "upload", "ok", f"{size} bytes in {seconds:.2f} s")
         self.log.info(
@@ -334,6 +364,14 @@ class BatchRunner:
     def _poll(self, batch: Row) -> bool:
         if (batch["next_step_at"] or 0) > time.time():
             return False
+        folder = self.folders[batch["folder"]]
+        if _seconds_since(batch["confirmed_at"]) > folder.job_timeout_seconds:
+            raise _FailBatch(
+                "job_timeout",
+                f"Job {batch['job_id']} did not finish within "
+                f"{folder.job_timeout_seconds:.0f} s (last status "
+                f"{batch['job_status'] or 'unknown'}).",
+            )
         try:
             state = self.client.get_job(batch["job_id"])
         except PermanentApiError as exc:
@@ -519,6 +557,13 @@ class _UploadProgress:
                 percent=round(100 * sent / self.size, 1),
                 megabytes_per_second=round(sent / elapsed / 1e6, 2),
             )
+
+
+def _seconds_since(timestamp: str | None) -> float:
+    if not timestamp:
+        return 0.0
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return (datetime.now(UTC) - moment).total_seconds()
 
 
 def _stored_identity(row: Row) -> FileIdentity:

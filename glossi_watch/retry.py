@@ -1,4 +1,13 @@
-"""When to try again: the one place that decides retry delays.
+"""The retry policy, in one place: what is worth retrying, and when.
+
+Transient (tried again, never failing a file): connection errors and
+timeouts, HTTP 408, 425, 429 and every 5xx, a 2xx whose body is not the JSON
+we expect, and the S3 codes in :data:`TRANSIENT_S3_CODES` (``BadDigest`` is
+among them: the next attempt reads the file afresh). Credentials refused
+(401/403 from the API) pause the work until the key is accepted. Everything
+else is permanent: an API 4xx fails the files concerned with the answer in
+their sidecars, and an S3 refusal starts a new job (three times at most).
+An expired upload URL is never retried as such: it means a new job.
 
 Delays grow exponentially with "full jitter" (a random point between zero
 and the exponential ceiling), so many daemons recovering from the same outage
@@ -12,6 +21,17 @@ from __future__ import annotations
 
 import random
 
+TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429})
+TRANSIENT_S3_CODES = frozenset(
+    {
+        "RequestTimeout",
+        "SlowDown",
+        "InternalError",
+        "ServiceUnavailable",
+        "BadDigest",
+        "IncompleteBody",
+    }
+)
 BASE_DELAY_SECONDS = 1.0
 MAX_DELAY_SECONDS = 300.0
 RETRY_AFTER_CEILING_SECONDS = 900.0
@@ -31,3 +51,8 @@ def backoff_seconds(
     if retry_after is not None:
         delay = max(delay, min(retry_after, RETRY_AFTER_CEILING_SECONDS))
     return delay
+
+
+def is_transient_status(status: int) -> bool:
+    """Whether an HTTP status is worth the same request again later."""
+    return status in TRANSIENT_HTTP_STATUSES or status >= 500

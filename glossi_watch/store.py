@@ -319,6 +319,14 @@ class StateStore:
         with self.transaction() as db:
             db.table("batches").update(batch_id, {**fields, "updated_at": utc_now()})
 
+    def wake_batches(self) -> None:
+        """Make every unfinished batch due now (after the key was replaced)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE batches SET next_step_at = NULL, retry_count = 0 "
+                "WHERE state != 'filed'"
+            )
+
     def unfinished_batches(self) -> list[Row]:
         return self.query("SELECT * FROM batches WHERE state != 'filed' ORDER BY id")
 

@@ -7,8 +7,8 @@ written by other machines; inotify drops events when its queue overflows,
 which watchdog reports as ``EventsLostEvent``). So a missed event costs
 latency, never a file.
 
-One :class:`FolderWatcher` per hot folder; watching is not recursive, so
-``done/`` and ``failed/`` inside the folder are never walked.
+One :class:`FolderWatcher` per hot folder. Events from ``done/`` and
+``failed/`` (our own moves) are dropped by the intake's candidate rules.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
 
+from glossi_watch.config import FolderConfig
+from glossi_watch.fsinfo import mount_of
 from glossi_watch.logs import get_logger
 
 
@@ -57,33 +58,59 @@ class _Handler(FileSystemEventHandler):
             self.inbox.put(Seen(self.folder, Path(text)))
 
 
-class FolderWatcher:
-    """Watches one folder (not its subfolders) and posts :class:`Seen` items."""
+def choose_mode(folder: FolderConfig) -> tuple[str, str]:
+    """The watcher mode for ``folder`` and the file system type it rests on.
 
-    def __init__(
-        self,
-        folder: str,
-        path: Path,
-        inbox: queue.SimpleQueue[Seen],
-        *,
-        polling: bool = False,
-        poll_seconds: float = 2.0,
-    ) -> None:
+    ``auto`` picks polling on network and FUSE file systems, where the kernel
+    sends no events for files written by other machines.
+    """
+    mount = mount_of(folder.path)
+    if folder.watch_mode != "auto":
+        return folder.watch_mode, mount.fs_type
+    return ("polling" if mount.is_remote else "native"), mount.fs_type
+
+
+class FolderWatcher:
+    """Watches one folder and posts :class:`Seen` items to the inbox.
+
+    In ``native`` mode a watchdog observer thread sends events. In
+    ``polling`` mode there is no thread: the daemon scans the folder every
+    ``poll_interval_seconds`` with :func:`glossi_watch.names.walk_candidates`,
+    which never walks ``done/`` or ``failed/``.
+    """
+
+    def __init__(self, folder: FolderConfig, inbox: queue.SimpleQueue[Seen]) -> None:
         self.folder = folder
-        self.path = path
-        self.observer: BaseObserver = (
-            PollingObserver(timeout=poll_seconds) if polling else Observer()
-        )
-        self.observer.schedule(_Handler(folder, inbox), str(path), recursive=False)
-        self.log = get_logger(folder=folder)
+        self.mode, self.fs_type = choose_mode(folder)
+        self.observer: BaseObserver | None = None
+        if self.mode == "native":
+            self.observer = Observer()
+            self.observer.schedule(
+                _Handler(folder.name, inbox),
+                str(folder.path),
+                recursive=folder.subfolders == "recursive",
+            )
+        self.log = get_logger(folder=folder.name)
+
+    @property
+    def polling(self) -> bool:
+        return self.observer is None
 
     def start(self) -> None:
-        self.observer.start()
-        self.log.info("watch_started", mode=type(self.observer).__name__)
+        if self.observer is not None:
+            self.observer.start()
+        self.log.info(
+            "watch_started",
+            mode=self.mode,
+            chosen_by=self.folder.watch_mode,
+            filesystem=self.fs_type,
+        )
 
     def stop(self) -> None:
-        self.observer.stop()
-        self.observer.join(timeout=10)
+        if self.observer is not None:
+            self.observer.stop()
+            if self.observer.is_alive():
+                self.observer.join(timeout=10)
 
     def is_alive(self) -> bool:
-        return self.observer.is_alive()
+        return self.observer is None or self.observer.is_alive()

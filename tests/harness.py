@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ class SandboxProcess:
 
     @classmethod
     def start(
-        cls, data_dir: Path, *, step_seconds: float = 0.2, extra: list[str] = ()
+        cls, data_dir: Path, *, step_seconds: float = 0.2, extra: Sequence[str] = ()
     ) -> SandboxProcess:
         api_key = "glsi_test_" + secrets.token_hex(8)
         command = [

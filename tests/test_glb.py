@@ -71,3 +71,12 @@ def test_synthetic_glbs_have_the_exact_size(tmp_path: Path) -> None:
 
     assert path.stat().st_size == 3 * 1024 * 1024 + 4
     assert inspect_glb_path(path, check_json=True).ok
+
+
+def test_a_preallocated_file_still_being_filled_is_incomplete(samples: Path) -> None:
+    data = (samples / "BoxTextured.glb").read_bytes()
+    json_length = struct.unpack_from("<I", data, 12)[0]
+    filled = 20 + json_length  # Header and JSON chunk written, the rest zeros.
+    preallocated = data[:filled] + bytes(len(data) - filled)
+
+    assert check(preallocated) == ("incomplete", "truncated")

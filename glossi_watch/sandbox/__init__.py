@@ -1,18 +1,22 @@
 """The sandbox: a local stand-in for the Glossi Jobs API and its upload storage.
 
-It runs two real HTTP servers on the loopback interface:
+It runs two real HTTP/1.1 servers on the loopback interface. The API answers
+``POST /api/v1/jobs``, ``POST /api/v1/jobs/{jobId}/confirm-uploads`` and
+``GET /api/v1/jobs/{jobId}`` with the shapes of the public Jobs page, plus the
+open inspection routes ``GET /_sandbox/jobs`` and ``GET /_sandbox/requests``.
+The storage, on its own port, takes PUTs to presigned URLs the way S3 does,
+refusals and XML errors included. The sandbox never prints or records the API
+key, a header value or a signed query string.
 
-- the API (``app`` → ``api``): ``POST /api/v1/jobs``,
-  ``POST /api/v1/jobs/{jobId}/confirm-uploads`` and ``GET /api/v1/jobs/{jobId}``
-  with the shapes of the public Jobs page, plus open inspection routes
-  ``GET /_sandbox/jobs`` and ``GET /_sandbox/requests``;
-- the storage (``uploads``), on its own port, taking PUTs to presigned URLs
-  the way S3 does, refusals and XML errors included (``storage``).
+The modules, one concept each:
 
-Job statuses advance with time after the confirm (``jobs``). Every request on
-both servers passes one dispatch point (``server``), where a fault hook can
-later make the sandbox misbehave on purpose. The sandbox never prints or
-records the API key, a header value or a signed query string.
+- ``app``: :class:`Sandbox`, which starts and stops both servers;
+- ``server``: the dispatch point every request passes (recording, routing,
+  the fault hook, refusals), shared by both servers;
+- ``api`` and ``jobs``: the Jobs API routes, and jobs with their progress;
+- ``uploads`` and ``storage``: the PUT route, presigned URLs, the object store;
+- ``errors``: the sandbox's branch of the exception tree;
+- ``command``: the ``sandbox`` command line.
 
 ::
 
