@@ -31,12 +31,10 @@ running it again after a crash anywhere inside it is safe:
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from urllib.parse import parse_qs, urlsplit
 
 from glossi_watch import retry
 from glossi_watch.api import GlossiClient, JobState, UploadStopped, job_request_body
@@ -45,40 +43,25 @@ from glossi_watch.crashpoints import crash_point
 from glossi_watch.errors import (
     ApiError,
     AuthError,
-    ExpiredUrlError,
     FilingError,
     PermanentApiError,
-    PermanentUploadError,
     TransientApiError,
-    TransientUploadError,
     UploadError,
 )
-from glossi_watch.fileinfo import FileIdentity, NotRegularFileError, open_regular
 from glossi_watch.filer import Filer
 from glossi_watch.logs import get_logger
-from glossi_watch.sealing import seal, unseal
+from glossi_watch.sealing import seal
 from glossi_watch.store import Row, StateStore, dumps, utc_now
-
-URL_SAFETY_MARGIN_SECONDS = 300.0
-DEFAULT_URL_LIFETIME_SECONDS = 3600.0
-MAX_REFUSED_UPLOADS = 3
-PROGRESS_LOG_SECONDS = 10.0
-ASSUMED_BYTES_PER_SECOND = 1_000_000.0
-
-
-class _Abandon(Exception):
-    """The current job cannot be finished; start over with a new one."""
+from glossi_watch.uploading import (
+    ASSUMED_BYTES_PER_SECOND,
+    Abandon,
+    FailBatch,
+    UploadSteps,
+    earliest_expiry,
+)
 
 
-class _FailBatch(Exception):
-    """Every file of the batch fails with ``reason``; nothing more is tried."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
-
-
-class BatchRunner:
+class BatchRunner(UploadSteps):
     """Drives batches through the state machine above; one batch per call."""
 
     def __init__(
@@ -143,9 +126,9 @@ class BatchRunner:
                 # The folder went away or refuses us; the files stay put.
                 self._retry_later(batch, exc)
                 return
-            except _Abandon as exc:
+            except Abandon as exc:
                 self._abandon_job(batch, str(exc))
-            except _FailBatch as exc:
+            except FailBatch as exc:
                 self._fail_batch(batch, exc.reason, str(exc))
             except UploadStopped:
                 return
@@ -167,7 +150,7 @@ class BatchRunner:
             created = self.client.create_job(body)
         except PermanentApiError as exc:
             self.store.update_job_record(record, state="refused", note=str(exc))
-            raise _FailBatch("api_rejected", str(exc)) from exc
+            raise FailBatch("api_rejected", str(exc)) from exc
         except ApiError:
             self.store.update_job_record(record, state="not_created")
             self.store.update_batch(batch["id"], state="pending")
@@ -180,7 +163,7 @@ class BatchRunner:
                 f"for {len(files)} files"
             )
         key = self.api_key()
-        expires_at, lifetime = _earliest_expiry(m.upload_url for m in created.models)
+        expires_at, lifetime = earliest_expiry(m.upload_url for m in created.models)
         with self.store.transaction():
             self.store.update_job_record(record, state="created", job_id=created.job_id)
             for row, model in zip(files, created.models, strict=True):
@@ -215,125 +198,6 @@ class BatchRunner:
         self.store.update_batch(batch["id"], state="pending")
         return True
 
-    # -- uploading -----------------------------------------------------------
-
-    def _upload(self, batch: Row) -> bool:
-        expires_at = batch["urls_expire_at"] or 0.0
-        lifetime = batch["urls_lifetime_seconds"] or DEFAULT_URL_LIFETIME_SECONDS
-        folder = self.folders[batch["folder"]]
-        key = self.api_key()
-
-        for row in self.store.batch_files(batch["id"]):
-            if row["state"] != "batched":
-                continue
-            url = unseal(row["upload_seal"] or "", key)
-            if url is None:
-                raise _Abandon("the upload URLs were sealed under another API key")
-            if not self._time_left_for(row["size"], expires_at, lifetime):
-                raise _Abandon("too little of the upload URLs' life is left")
-            self._upload_one(batch, folder, row, url)
-            if self.stop.is_set():
-                return False
-
-        self._verify_unchanged(folder, batch)
-        self.store.update_batch(batch["id"], state="confirming")
-        crash_point("confirm_intent_recorded")
-        return True
-
-    def _time_left_for(self, size: int, expires_at: float, lifetime: float) -> bool:
-        """Whether a URL expiring at ``expires_at`` outlives this transfer.
-
-        The expected transfer time is the size at the recent upload speed,
-        with half again as margin. A URL that is still almost new is used
-        whatever the estimate: a new job would give no longer a life.
-        """
-        left = expires_at - time.time()
-        if left > 0.9 * lifetime:
-            return True
-        needed = 1.5 * size / self.bytes_per_second
-        return left > needed + min(URL_SAFETY_MARGIN_SECONDS, 0.1 * lifetime)
-
-    def _upload_one(self, batch: Row, folder: FolderConfig, row: Row, url: str) -> None:
-        path = folder.path / row["rel_path"]
-        try:
-            fd = open_regular(path)
-        except (OSError, NotRegularFileError) as exc:
-            if not folder.path.is_dir():
-                raise TransientUploadError(
-                    f"the folder {folder.path} is not available"
-                ) from exc
-            if isinstance(exc, PermissionError):
-                raise TransientUploadError(f"cannot read {row['rel_path']}") from exc
-            self._detach_changed(row, f"cannot open it any more: {exc}")
-            raise _Abandon(f"{row['rel_path']} changed before its upload") from exc
-        try:
-            identity = FileIdentity.of(os.fstat(fd))
-            if identity != _stored_identity(row):
-                self._detach_changed(row, "its size, time or inode changed")
-                raise _Abandon(f"{row['rel_path']} changed before its upload")
-            self._send(batch, row, url, fd, identity.size)
-        finally:
-            os.close(fd)
-
-    def _send(self, batch: Row, row: Row, url: str, fd: int, size: int) -> None:
-        started = time.monotonic()
-        progress = _UploadProgress(self, batch["id"], row["rel_path"], size)
-        self.log.info("upload_started", file=row["rel_path"], bytes=size)
-        try:
-            self.client.upload(
-                url,
-                fd,
-                size=size,
-                md5_base64=row["md5_base64"],
-                on_progress=progress.update,
-                should_stop=self.stop.is_set,
-            )
-        except ExpiredUrlError as exc:
-            self._record(batch, row, "upload", "expired", str(exc))
-            raise _Abandon("an upload URL expired") from exc
-        except PermanentUploadError as exc:
-            self._record(batch, row, "upload", "refused", str(exc))
-            refused = (batch["retry_count"] or 0) + 1
-            if refused >= MAX_REFUSED_UPLOADS:
-                raise _FailBatch("upload_refused", str(exc)) from exc
-            self.store.update_batch(batch["id"], retry_count=refused)
-            raise _Abandon("the storage refused an upload") from exc
-        crash_point("upload_sent")
-
-        seconds = time.monotonic() - started
-        if seconds > 0.5:
-            rate = size / seconds
-            self.bytes_per_second = 0.7 * self.bytes_per_second + 0.3 * rate
-        self.store.update_file(row["id"], state="uploaded", uploaded_at=utc_now())
-        self._record(batch, row, "upload", "ok", f"{size} bytes in {seconds:.2f} s")
-        self.log.info(
-            "upload_finished",
-            file=row["rel_path"],
-            job_id=batch["job_id"],
-            bytes=size,
-            seconds=round(seconds, 3),
-        )
-        crash_point("upload_recorded")
-
-    def _verify_unchanged(self, folder: FolderConfig, batch: Row) -> None:
-        """Before the confirm: every uploaded file must still be what was sent."""
-        for row in self.store.batch_files(batch["id"]):
-            try:
-                current = FileIdentity.of((folder.path / row["rel_path"]).lstat())
-            except OSError:
-                current = None
-            if current != _stored_identity(row):
-                self._detach_changed(row, "it changed after its upload")
-                raise _Abandon(f"{row['rel_path']} changed before the confirm")
-
-    def _detach_changed(self, row: Row, why: str) -> None:
-        """Take a file that changed out of its batch; it will settle again."""
-        self.store.update_file(
-            row["id"], state="detected", batch_id=None, model_id=None, upload_seal=None
-        )
-        self.log.info("file_changed", file=row["rel_path"], detail=why)
-        self.on_release(row["folder"], row["rel_path"])
-
     # -- confirming and processing -------------------------------------------
 
     def _confirm(self, batch: Row) -> bool:
@@ -344,7 +208,7 @@ class BatchRunner:
                 self.client.confirm_uploads(job_id)
             except PermanentApiError as exc:
                 if exc.status_code != 409:
-                    raise _Abandon(f"the API refused to confirm: {exc}") from exc
+                    raise Abandon(f"the API refused to confirm: {exc}") from exc
             crash_point("confirm_sent")
         with self.store.transaction():
             for record in self.store.job_records(batch["id"]):
@@ -366,7 +230,7 @@ class BatchRunner:
             return False
         folder = self.folders[batch["folder"]]
         if _seconds_since(batch["confirmed_at"]) > folder.job_timeout_seconds:
-            raise _FailBatch(
+            raise FailBatch(
                 "job_timeout",
                 f"Job {batch['job_id']} did not finish within "
                 f"{folder.job_timeout_seconds:.0f} s (last status "
@@ -375,7 +239,7 @@ class BatchRunner:
         try:
             state = self.client.get_job(batch["job_id"])
         except PermanentApiError as exc:
-            raise _FailBatch("job_lost", str(exc)) from exc
+            raise FailBatch("job_lost", str(exc)) from exc
         polls = (batch["poll_count"] or 0) + 1
         if not state.finished:
             interval = min(
@@ -516,72 +380,9 @@ class BatchRunner:
             attempt=count,
         )
 
-    def _record(
-        self, batch: Row, row: Row, step: str, outcome: str, detail: str
-    ) -> None:
-        self.store.record_attempt(
-            step=step,
-            outcome=outcome,
-            detail=detail,
-            batch_id=batch["id"],
-            file_id=row["id"],
-        )
-
-
-class _UploadProgress:
-    """Marks an upload's progress for the health check, and logs long ones."""
-
-    def __init__(self, runner: BatchRunner, batch_id: int, name: str, size: int):
-        self.runner = runner
-        self.batch_id = batch_id
-        self.name = name
-        self.size = size
-        self.started = time.monotonic()
-        self.next_log = self.started + PROGRESS_LOG_SECONDS
-        self.halfway = False
-
-    def update(self, sent: int) -> None:
-        now = time.monotonic()
-        self.runner.progress[self.batch_id] = now
-        if not self.halfway and sent * 2 >= self.size:
-            self.halfway = True
-            crash_point("upload_midway")
-        if now >= self.next_log:
-            self.next_log = now + PROGRESS_LOG_SECONDS
-            elapsed = max(now - self.started, 1e-6)
-            self.runner.log.info(
-                "upload_progress",
-                file=self.name,
-                bytes=sent,
-                total_bytes=self.size,
-                percent=round(100 * sent / self.size, 1),
-                megabytes_per_second=round(sent / elapsed / 1e6, 2),
-            )
-
 
 def _seconds_since(timestamp: str | None) -> float:
     if not timestamp:
         return 0.0
     moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     return (datetime.now(UTC) - moment).total_seconds()
-
-
-def _stored_identity(row: Row) -> FileIdentity:
-    return FileIdentity(row["device"], row["inode"], row["size"], row["mtime_ns"])
-
-
-def _earliest_expiry(urls: Iterable[str]) -> tuple[float, float]:
-    """When the first of ``urls`` expires and its lifetime, from SigV4 fields."""
-    earliest = time.time() + DEFAULT_URL_LIFETIME_SECONDS
-    shortest = DEFAULT_URL_LIFETIME_SECONDS
-    for url in urls:
-        query = parse_qs(urlsplit(url).query)
-        try:
-            signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
-            lifetime = float(query["X-Amz-Expires"][0])
-        except (KeyError, ValueError, IndexError):
-            continue
-        expiry = signed.replace(tzinfo=UTC).timestamp() + lifetime
-        earliest = min(earliest, expiry)
-        shortest = min(shortest, lifetime)
-    return earliest, shortest

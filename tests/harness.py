@@ -73,6 +73,8 @@ class SandboxProcess:
         first_line = process.stdout.readline().strip()
         if not first_line.startswith("http://127.0.0.1:"):
             process.kill()
+            process.wait()
+            process.stdout.close()
             raise AssertionError(f"sandbox did not start: {first_line!r}")
         return cls(process, first_line, api_key)
 
