@@ -158,9 +158,13 @@ class BatchRunner(UploadSteps):
         crash_point("job_request_sent")
 
         if len(created.models) != len(files):
-            raise PermanentApiError(
+            self.store.update_job_record(
+                record, state="abandoned", job_id=created.job_id
+            )
+            raise FailBatch(
+                "api_rejected",
                 f"job {created.job_id} lists {len(created.models)} models "
-                f"for {len(files)} files"
+                f"for {len(files)} files",
             )
         key = self.api_key()
         expires_at, lifetime = earliest_expiry(m.upload_url for m in created.models)

@@ -388,6 +388,8 @@ class TestRequestLog:
             "headers": create["headers"],
             "hadApiKey": True,
             "server": "api",
+            "status": 201,
+            "fault": None,
         }
         assert "X-API-Key" in create["headers"]
         assert "Content-Type" in create["headers"]

@@ -2,8 +2,18 @@
 
 ``/api/v1/*`` needs the ``X-API-Key`` header (401 otherwise, before any 404,
 405 or look at the body); ``/_sandbox/*`` is open, for tests and people to look
-inside. Every error is ``{"error": <code>, "message": <sentence>}``. Request
-bodies are read whole, so they are limited to ``MAX_BODY_BYTES``.
+inside and to switch faults (see :mod:`glossi_watch.sandbox.fault_specs`):
+
+- ``GET /_sandbox/faults``: ``{"faults": [...]}``, each with its ``id`` and
+  how many times it ``fired``;
+- ``POST /_sandbox/faults`` with a fault as a JSON object: 201 and the fault
+  with its ``id``, or 400 ``invalid_fault`` saying what is wrong;
+- ``DELETE /_sandbox/faults``: removes them all, ``{"cleared": <count>}``;
+- ``DELETE /_sandbox/faults/{id}``: removes one and returns it (404
+  ``fault_not_found`` when there is no such fault).
+
+Every error is ``{"error": <code>, "message": <sentence>}``. Request bodies
+are read whole, so they are limited to ``MAX_BODY_BYTES``.
 """
 
 from __future__ import annotations
@@ -12,15 +22,12 @@ import hmac
 import json
 import re
 
-from glossi_watch.sandbox.errors import ApiRefusal
-from glossi_watch.sandbox.jobs import JsonObject, ModelSlot, Status, parse_job_request
-from glossi_watch.sandbox.server import (
-    UNMATCHED,
-    Route,
-    RouteMatch,
-    SandboxHandler,
-    Target,
-)
+from glossi_watch.sandbox.errors import ApiRefusal, InvalidFault
+from glossi_watch.sandbox.fault_specs import FaultSpec, parse_fault
+from glossi_watch.sandbox.job_requests import parse_job_request
+from glossi_watch.sandbox.jobs import JsonObject, ModelSlot, Status
+from glossi_watch.sandbox.routes import UNMATCHED, Route, RouteMatch, Target
+from glossi_watch.sandbox.server import SandboxHandler
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
@@ -30,6 +37,10 @@ CONFIRM_UPLOADS = "confirm_uploads"
 GET_JOB = "get_job"
 INSPECT_JOBS = "inspect_jobs"
 INSPECT_REQUESTS = "inspect_requests"
+LIST_FAULTS = "list_faults"
+ADD_FAULT = "add_fault"
+CLEAR_FAULTS = "clear_faults"
+REMOVE_FAULT = "remove_fault"
 
 ROUTES = (
     Route(CREATE_JOB, "POST", re.compile(f"{API_PREFIX}/jobs")),
@@ -41,11 +52,15 @@ ROUTES = (
     Route(GET_JOB, "GET", re.compile(f"{API_PREFIX}/jobs/(?P<job_id>[^/]+)")),
     Route(INSPECT_JOBS, "GET", re.compile("/_sandbox/jobs")),
     Route(INSPECT_REQUESTS, "GET", re.compile("/_sandbox/requests")),
+    Route(LIST_FAULTS, "GET", re.compile("/_sandbox/faults")),
+    Route(ADD_FAULT, "POST", re.compile("/_sandbox/faults")),
+    Route(CLEAR_FAULTS, "DELETE", re.compile("/_sandbox/faults")),
+    Route(REMOVE_FAULT, "DELETE", re.compile("/_sandbox/faults/(?P<fault_id>[^/]+)")),
 )
 
 
 class ApiHandler(SandboxHandler):
-    """Answers the Jobs API and the ``/_sandbox`` inspection routes."""
+    """Answers the Jobs API, and the ``/_sandbox`` inspection and fault routes."""
 
     role = "api"
     routes = ROUTES
@@ -61,33 +76,37 @@ class ApiHandler(SandboxHandler):
         # Read on every route, so that no body is left on a kept-alive connection.
         body = self._read_body()
 
-        jobs = self.server.state.jobs
+        state = self.server.state
         job_id = found.params.get("job_id", "")
-        if found.name == CREATE_JOB:
+        name = found.name
+        if name == CREATE_JOB:
             self._create_job(body)
-        elif found.name == CONFIRM_UPLOADS:
-            job = jobs.confirm(job_id)
-            confirmed: JsonObject = {
-                "jobId": job.id,
-                "status": Status.PROCESSING.value,
-                "modelsConfirmed": len(job.models),
-            }
-            self._send_json(200, confirmed)
-        elif found.name == GET_JOB:
-            self._send_json(200, jobs.describe(job_id))
-        elif found.name == INSPECT_JOBS:
-            self._send_json(200, {"jobs": jobs.inspect()})
-        elif found.name == INSPECT_REQUESTS:
-            records = self.server.state.requests.snapshot()
-            self._send_json(200, {"requests": [r.as_json() for r in records]})
+        elif name == CONFIRM_UPLOADS:
+            self._confirm_uploads(job_id)
+        elif name == GET_JOB:
+            self._send_json(200, state.jobs.describe(job_id))
+        elif name == INSPECT_JOBS:
+            self._send_json(200, {"jobs": state.jobs.inspect()})
+        elif name == INSPECT_REQUESTS:
+            self._send_json(200, {"requests": state.requests.as_json()})
+        elif name == LIST_FAULTS:
+            self._send_json(200, {"faults": state.faults.as_json()})
+        elif name == ADD_FAULT:
+            self._send_json(201, state.faults.add(_fault_from_body(body)))
+        elif name == CLEAR_FAULTS:
+            self._send_json(200, {"cleared": state.faults.clear()})
+        elif name == REMOVE_FAULT:
+            self._remove_fault(found.params["fault_id"])
 
     def _create_job(self, body: bytes) -> None:
-        job = self.server.state.jobs.create(parse_job_request(body))
+        state = self.server.state
+        job = state.jobs.create(parse_job_request(body))
+        ttl_seconds = state.faults.claim_url_ttl(self)
         models = [
             {
                 "id": slot.id,
                 "fileName": slot.file_name,
-                "uploadUrl": self._upload_url(slot),
+                "uploadUrl": self._upload_url(slot, ttl_seconds),
                 "uploadKey": slot.upload_key,
             }
             for slot in job.models
@@ -99,9 +118,31 @@ class ApiHandler(SandboxHandler):
         }
         self._send_json(201, created)
 
-    def _upload_url(self, slot: ModelSlot) -> str:
+    def _confirm_uploads(self, job_id: str) -> None:
         state = self.server.state
-        query = state.presigner.presign_put(slot.upload_path, host=state.storage_host)
+        job = state.jobs.confirm(
+            job_id, forced=lambda: state.faults.claim_job_ending(self)
+        )
+        confirmed: JsonObject = {
+            "jobId": job.id,
+            "status": Status.PROCESSING.value,
+            "modelsConfirmed": len(job.models),
+        }
+        self._send_json(200, confirmed)
+
+    def _remove_fault(self, fault_id: str) -> None:
+        removed = self.server.state.faults.remove(fault_id)
+        if removed is None:
+            raise ApiRefusal(
+                404, "fault_not_found", f"There is no fault {fault_id!r} to remove."
+            )
+        self._send_json(200, removed)
+
+    def _upload_url(self, slot: ModelSlot, ttl_seconds: float | None) -> str:
+        state = self.server.state
+        query = state.presigner.presign_put(
+            slot.upload_path, host=state.storage_host, ttl_seconds=ttl_seconds
+        )
         return f"http://{state.storage_host}{slot.upload_path}?{query}"
 
     def _check_api_key(self) -> None:
@@ -157,6 +198,25 @@ class ApiHandler(SandboxHandler):
     def _send_json(self, status: int, document: JsonObject) -> None:
         body = json.dumps(document).encode()
         self.send_body(status, body, content_type="application/json")
+
+
+def _fault_from_body(body: bytes) -> FaultSpec:
+    """Check the fault a ``POST /_sandbox/faults`` describes, or refuse it with 400."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        document = None
+    if not isinstance(document, dict):
+        raise ApiRefusal(
+            400,
+            "invalid_fault",
+            'The body must be a JSON object such as {"kind": "status", '
+            '"route": "upload", "status": 503, "count": 2}.',
+        )
+    try:
+        return parse_fault(document)
+    except InvalidFault as exc:
+        raise ApiRefusal(400, "invalid_fault", str(exc)) from exc
 
 
 def _unmatched(found: RouteMatch) -> ApiRefusal:

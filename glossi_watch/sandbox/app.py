@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
 from glossi_watch.sandbox.api import ApiHandler
 from glossi_watch.sandbox.errors import SandboxStartError
+from glossi_watch.sandbox.fault_specs import FaultSpec, parse_fault
 from glossi_watch.sandbox.jobs import JobBook
 from glossi_watch.sandbox.server import SandboxHandler, SandboxServer, SandboxState
 from glossi_watch.sandbox.storage import ObjectStore, Presigner
@@ -24,11 +26,13 @@ class Sandbox:
     different origin, on ``storage_port`` (0 picks a free port for either).
     Uploaded objects are kept under ``data_dir``. Upload URLs expire after
     ``url_ttl_seconds``; a confirmed job moves one status every
-    ``step_seconds``. :meth:`start` binds both servers (raising
+    ``step_seconds``. ``faults`` are in place before the first request, and
+    more can be switched at run time (:meth:`add_fault`, or the
+    ``/_sandbox/faults`` routes). :meth:`start` binds both servers (raising
     :class:`SandboxStartError` when it cannot) and serves them in daemon
-    threads; :meth:`close` stops them, cuts open connections and joins every
-    thread. As a context manager it starts on entry and closes on exit.
-    Addresses are IPv4 only.
+    threads; :meth:`close` ends the waits faults cause, stops the servers,
+    cuts open connections and joins every thread. As a context manager it
+    starts on entry and closes on exit. Addresses are IPv4 only.
     """
 
     def __init__(
@@ -41,6 +45,7 @@ class Sandbox:
         storage_port: int = 0,
         url_ttl_seconds: float = 3600.0,
         step_seconds: float = 0.5,
+        faults: Iterable[FaultSpec] = (),
     ) -> None:
         if not api_key:
             raise ValueError("the sandbox needs a non-empty api_key")
@@ -56,6 +61,8 @@ class Sandbox:
             store=store,
             presigner=Presigner(ttl_seconds=url_ttl_seconds),
         )
+        for spec in faults:
+            self._state.faults.add(spec)
         self._host = host
         self._port = port
         self._storage_port = storage_port
@@ -78,10 +85,36 @@ class Sandbox:
         """The storage server's origin, which upload URLs point at."""
         return self._origin(self._storage)
 
+    def add_fault(
+        self, kind: str, route: str | None = None, **options: object
+    ) -> dict[str, object]:
+        """Add a fault after the others and return it with its ``id``.
+
+        ``options`` are ``count`` and the options of ``kind`` (see
+        :mod:`~glossi_watch.sandbox.fault_specs`); a fault that is not valid
+        raises :class:`~glossi_watch.sandbox.errors.InvalidFault`. Safe while
+        requests are in flight.
+        """
+        spec = parse_fault({"kind": kind, "route": route, **options})
+        return self._state.faults.add(spec)
+
+    def remove_fault(self, fault_id: str) -> bool:
+        """Remove one fault; False when there is no fault with that id."""
+        return self._state.faults.remove(fault_id) is not None
+
+    def clear_faults(self) -> None:
+        """Remove every fault: from now on the sandbox behaves."""
+        self._state.faults.clear()
+
+    def faults(self) -> list[dict[str, object]]:
+        """Every fault with its ``id`` and how many times it ``fired``."""
+        return self._state.faults.as_json()
+
     def start(self) -> None:
         """Bind both servers and serve them; a second call is an error."""
         if self._api is not None:
             raise RuntimeError("the sandbox is already started")
+        self._state.faults.allow_waits()
         try:
             self._state.store.prepare()
         except OSError as exc:
@@ -110,6 +143,7 @@ class Sandbox:
     def close(self) -> None:
         """Stop both servers and join their threads; closing twice is harmless."""
         servers = [server for server in (self._api, self._storage) if server]
+        self._state.faults.interrupt_waits()
         for server in servers:
             server.shutdown()
         for server in servers:

@@ -1,7 +1,9 @@
 """The ``sandbox`` command: run the local Jobs API and storage until stopped.
 
 The first line printed is the API base URL, the second where uploads go and
-where their data is kept; nothing printed contains the API key.
+where their data is kept; nothing printed contains the API key. ``--fault``
+(repeatable) sets faults before the first request, e.g.
+``--fault status:upload:status=503,count=2``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import threading
 from pathlib import Path
 
 from glossi_watch.sandbox.app import Sandbox
-from glossi_watch.sandbox.errors import SandboxStartError
+from glossi_watch.sandbox.errors import InvalidFault, SandboxStartError
+from glossi_watch.sandbox.fault_specs import FaultSpec, parse_fault_text
 
 DEFAULT_PORT = 8765
 DEFAULT_API_KEY = "sandbox-key"
@@ -66,6 +69,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="how long each job status lasts after the confirm (default: %(default)s)",
     )
+    parser.add_argument(
+        "--fault",
+        dest="faults",
+        metavar="KIND:ROUTE[:KEY=VALUE,...]",
+        type=_fault,
+        action="append",
+        default=[],
+        help="misbehave on purpose, e.g. status:upload:status=503,count=2 or "
+        "bandwidth:upload:bytes_per_second=200000; repeatable, the first "
+        "matching fault applies (kinds: status, latency, reset, stall, "
+        "bandwidth, html, url_ttl, job_fails, job_hangs)",
+    )
 
 
 def _seconds(text: str) -> float:
@@ -77,6 +92,14 @@ def _seconds(text: str) -> float:
     if not (math.isfinite(seconds) and seconds >= 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
     return seconds
+
+
+def _fault(text: str) -> FaultSpec:
+    """Parse one ``--fault`` for argparse."""
+    try:
+        return parse_fault_text(text)
+    except InvalidFault as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +123,7 @@ def _run_in(args: argparse.Namespace, api_key: str, data_dir: Path) -> int:
         storage_port=args.storage_port,
         url_ttl_seconds=args.url_ttl_seconds,
         step_seconds=args.step_seconds,
+        faults=args.faults,
     )
 
     stop = threading.Event()

@@ -5,13 +5,14 @@ status is computed from the time since the confirm, one stage per
 ``step_seconds``: ``PROCESSING``, ``CREATING_PROJECTS`` (when projects are
 created), ``RENDERING`` (when rendering was asked for), ``COMPLETE``. Models
 are inspected when the job is confirmed; if one is not a valid GLB the stage
-after ``PROCESSING`` is ``FAILED`` with an ``error`` naming the file. No thread
-drives the progression, so a job costs nothing while nobody looks at it.
+after ``PROCESSING`` is ``FAILED`` with an ``error`` naming the file. A fault
+can force the ending at the confirm (:class:`ForcedEnding`): ``FAILED`` with
+its error after ``PROCESSING``, or ``PROCESSING`` forever. No thread drives
+the progression, so a job costs nothing while nobody looks at it.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -20,15 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import TypeVar
 from urllib.parse import quote
 
 from glossi_watch.glb import inspect_glb_path
 from glossi_watch.sandbox.errors import ApiRefusal
+from glossi_watch.sandbox.job_requests import JobRequest
 from glossi_watch.sandbox.storage import BUCKET, ObjectStore
 
 JsonObject = dict[str, object]
-FieldType = TypeVar("FieldType")
 
 
 class Status(StrEnum):
@@ -43,96 +43,13 @@ class Status(StrEnum):
 
 
 @dataclass(frozen=True)
-class JobRequest:
-    """A validated ``POST /jobs`` body; fields the sandbox does not use are dropped."""
+class ForcedEnding:
+    """How a fault makes a confirmed job end: FAILED with ``error``, or never.
 
-    file_names: tuple[str, ...]
-    create_projects: bool = True
-    render: bool = False
-    template_id: str | None = None
-    webhook_url: str | None = None
-
-
-def parse_job_request(body: bytes) -> JobRequest:
-    """Validate a create-job body, refusing it with 400 and a reason when unusable.
-
-    Unknown fields are ignored and a JSON ``null`` counts as an absent field.
-    Rendering is asked for by ``renderSettings`` with ``renderBookmarks`` or
-    ``renderShots`` set to true, and then needs a ``templateId``.
+    With ``error`` None the job stays ``PROCESSING`` with nothing ready.
     """
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        document = None
-    if not isinstance(document, dict):
-        raise _bad_request("invalid_body", "The request body must be a JSON object.")
 
-    models = document.get("models")
-    if not isinstance(models, list) or not models:
-        raise _bad_request(
-            "invalid_models",
-            "The body needs a non-empty 'models' list, for example "
-            '[{"fileName": "chair.glb", "fileType": "glb"}].',
-        )
-    file_names = tuple(_parse_model(index, model) for index, model in enumerate(models))
-
-    create_projects = _optional(document, "createProjects", bool, "true or false")
-    render_settings = _optional(document, "renderSettings", dict, "an object")
-    template_id = _optional(document, "templateId", str, "a string")
-    webhook_url = _optional(document, "webhookUrl", str, "a string")
-
-    render = render_settings is not None and any(
-        render_settings.get(name) is True for name in ("renderBookmarks", "renderShots")
-    )
-    if render and not template_id:
-        raise _bad_request(
-            "template_required",
-            "Rendering needs a 'templateId'; add one or leave out 'renderSettings'.",
-        )
-    return JobRequest(
-        file_names,
-        create_projects=create_projects is not False,
-        render=render,
-        template_id=template_id,
-        webhook_url=webhook_url,
-    )
-
-
-def _parse_model(index: int, model: object) -> str:
-    if not isinstance(model, dict):
-        raise _bad_request(
-            "invalid_models",
-            f"Model {index} must be an object with 'fileName' and 'fileType'.",
-        )
-
-    file_name = model.get("fileName")
-    if not isinstance(file_name, str) or not file_name:
-        raise _bad_request(
-            "invalid_file_name",
-            f"Model {index} needs a 'fileName' that is a non-empty string.",
-        )
-
-    file_type = model.get("fileType")
-    if file_type != "glb":
-        raise _bad_request(
-            "unsupported_file_type",
-            f"Model {index} ({file_name!r}) has fileType {file_type!r}; "
-            "the only accepted fileType is 'glb'.",
-        )
-    return file_name
-
-
-def _optional(
-    document: JsonObject, name: str, kind: type[FieldType], shape: str
-) -> FieldType | None:
-    value = document.get(name)
-    if value is None or isinstance(value, kind):
-        return value
-    raise _bad_request("invalid_field", f"'{name}' must be {shape} when given.")
-
-
-def _bad_request(code: str, message: str) -> ApiRefusal:
-    return ApiRefusal(400, code, message)
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -162,6 +79,7 @@ class Job:
     confirm_count: int = 0
     failure: str | None = None
     valid_models: int = 0
+    hangs: bool = False
 
 
 class JobBook:
@@ -203,11 +121,18 @@ class JobBook:
             self._jobs[job_id] = job
         return job
 
-    def confirm(self, job_id: str) -> Job:
+    def confirm(
+        self,
+        job_id: str,
+        *,
+        forced: Callable[[], ForcedEnding | None] = lambda: None,
+    ) -> Job:
         """Accept the confirm of a job whose files are all uploaded, or refuse it.
 
         The uploaded objects are inspected here, so a re-upload after the
-        confirm does not change the outcome.
+        confirm does not change the outcome. ``forced`` is called once the
+        confirm is accepted (under the book's lock); the ending it returns
+        overrides the inspection's.
         """
         with self._lock:
             job = self._find(job_id)
@@ -223,7 +148,8 @@ class JobBook:
                 if not self._store.get(slot.upload_key)
             ]
             if missing:
-                raise _bad_request(
+                raise ApiRefusal(
+                    400,
                     "uploads_incomplete",
                     "Upload every file before confirming; not uploaded yet: "
                     + ", ".join(repr(name) for name in missing)
@@ -231,6 +157,10 @@ class JobBook:
                 )
 
             job.failure, job.valid_models = self._inspect(job)
+            ending = forced()
+            if ending is not None:
+                job.failure = ending.error
+                job.hangs = ending.error is None
             job.confirmed_at = self._clock()
             job.confirm_count += 1
             return job
@@ -256,17 +186,12 @@ class JobBook:
             return view
 
     def inspect(self) -> list[JsonObject]:
-        """Return every job with its stored objects, for ``GET /_sandbox/jobs``."""
+        """Return every job with its status, its error when FAILED, and its objects.
+
+        This is the answer of ``GET /_sandbox/jobs``.
+        """
         with self._lock:
-            return [
-                {
-                    "jobId": job.id,
-                    "status": self._position(job)[0].value,
-                    "confirmCount": job.confirm_count,
-                    "models": [self._inspect_model(slot) for slot in job.models],
-                }
-                for job in self._jobs.values()
-            ]
+            return [self._inspect_job(job) for job in self._jobs.values()]
 
     def _find(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
@@ -301,6 +226,8 @@ class JobBook:
         """Return the current status, how far into it (0..1) and the stage list."""
         if job.confirmed_at is None:
             return Status.AWAITING_UPLOADS, 0.0, ()
+        if job.hangs:
+            return Status.PROCESSING, 0.0, (Status.PROCESSING,)
 
         stages = _stages(job)
         last = len(stages) - 1
@@ -311,6 +238,16 @@ class JobBook:
 
         index = int(steps)
         return stages[index], steps - index, stages
+
+    def _inspect_job(self, job: Job) -> JsonObject:
+        status = self._position(job)[0]
+        return {
+            "jobId": job.id,
+            "status": status.value,
+            "error": job.failure if status is Status.FAILED else None,
+            "confirmCount": job.confirm_count,
+            "models": [self._inspect_model(slot) for slot in job.models],
+        }
 
     def _inspect_model(self, slot: ModelSlot) -> JsonObject:
         stored = self._store.get(slot.upload_key)

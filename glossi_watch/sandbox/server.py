@@ -1,133 +1,46 @@
 """The HTTP plumbing that the sandbox's two servers share.
 
 Every request on either server goes through :meth:`SandboxHandler.dispatch`,
-the one place where it is recorded, matched to a route, offered to the
-:class:`FaultHook`, and answered; a :class:`SandboxRefusal` raised on the way
-becomes the error response. Every response carries ``Content-Length``. A
-refused request whose body was not read has that body drained, so the
-connection can carry the next request, or, when that is not possible, the
-connection is closed after the response with a short lingering read so that
-the client still receives the answer.
+the one place where it is recorded, matched to a route, offered to the fault
+board (:meth:`~glossi_watch.sandbox.faults.FaultBoard.intercept`), and
+answered; a :class:`SandboxRefusal` raised on the way (by a route or a fault)
+becomes the error response. The record of a request gets the status answered,
+and the fault that fired, once they are known.
+
+Every response carries ``Content-Length``. A request answered before its
+body was read has that body drained, so the connection can carry the next
+request, or, when that is not possible, the connection is closed after the
+response with a short lingering read so that the client still receives the
+answer.
 
 Nothing here prints or records a header value or a query string: the request
-log keeps the method, the path, and header names only. Methods other than
-GET, HEAD, POST, PUT, DELETE, PATCH and OPTIONS get http.server's own 501
-and are not logged.
+log keeps the method, the path, header names, the status and the fault only.
+Methods other than GET, HEAD, POST, PUT, DELETE, PATCH and OPTIONS get
+http.server's own 501 and are not logged.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import re
 import socket
+import struct
 import sys
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar
 
 from glossi_watch.sandbox.errors import SandboxRefusal
+from glossi_watch.sandbox.faults import FaultBoard
 from glossi_watch.sandbox.jobs import JobBook
+from glossi_watch.sandbox.request_log import RequestLog, RequestRecord
+from glossi_watch.sandbox.routes import Route, RouteMatch, Target, match_route
 from glossi_watch.sandbox.storage import ObjectStore, Presigner
 
-UNMATCHED = "unmatched"
 DRAIN_PIECE_BYTES = 1024 * 1024
 LINGER_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class Route:
-    """A route: its name (what faults are keyed on), method and full-path pattern."""
-
-    name: str
-    method: str
-    pattern: re.Pattern[str]
-
-
-class RouteMatch(NamedTuple):
-    """The route a request matched (or ``UNMATCHED``), with the path's parameters.
-
-    ``allowed_methods`` lists the methods of routes whose pattern matched the
-    path, so an unmatched request with a known path is a 405, not a 404.
-    """
-
-    name: str
-    params: dict[str, str]
-    allowed_methods: tuple[str, ...]
-
-
-def match_route(routes: tuple[Route, ...], method: str, path: str) -> RouteMatch:
-    """Find the route for ``method`` and ``path``."""
-    allowed: list[str] = []
-    for route in routes:
-        found = route.pattern.fullmatch(path)
-        if found is None:
-            continue
-        if route.method == method:
-            return RouteMatch(route.name, found.groupdict(), (method,))
-        allowed.append(route.method)
-    return RouteMatch(UNMATCHED, {}, tuple(allowed))
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """What the sandbox remembers of one request: never a value, never a query."""
-
-    method: str
-    path: str
-    headers: tuple[str, ...]
-    had_api_key: bool
-    server: str
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "method": self.method,
-            "path": self.path,
-            "headers": list(self.headers),
-            "hadApiKey": self.had_api_key,
-            "server": self.server,
-        }
-
-
-class RequestLog:
-    """The latest ``limit`` requests to both servers, oldest first; thread-safe."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self._records: collections.deque[RequestRecord] = collections.deque(
-            maxlen=limit
-        )
-        self._lock = threading.Lock()
-
-    def record(self, record: RequestRecord) -> None:
-        with self._lock:
-            self._records.append(record)
-
-    def snapshot(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self._records)
-
-
-class FaultHook(Protocol):
-    """Consulted once per request, after routing and before the route runs.
-
-    A hook may delay the request, wrap the handler's ``rfile`` / ``wfile``
-    (to limit bandwidth or stall), answer the request itself or cut the
-    connection. It returns True when it has dealt with the request, in which
-    case the route does not run; a hook that answers without reading the body
-    calls :meth:`SandboxHandler.close_after_response` first.
-    """
-
-    def intercept(self, server: str, route: str, handler: SandboxHandler) -> bool: ...
-
-
-class NoFaults:
-    """The fault hook of a well-behaved sandbox: it never intervenes."""
-
-    def intercept(self, server: str, route: str, handler: SandboxHandler) -> bool:
-        return False
 
 
 @dataclass
@@ -139,15 +52,8 @@ class SandboxState:
     store: ObjectStore
     presigner: Presigner
     requests: RequestLog = field(default_factory=RequestLog)
-    faults: FaultHook = field(default_factory=NoFaults)
+    faults: FaultBoard = field(default_factory=FaultBoard)
     storage_host: str = ""
-
-
-class Target(NamedTuple):
-    """A request target split into its path and query (both as sent)."""
-
-    path: str
-    query: str
 
 
 class SandboxHandler(BaseHTTPRequestHandler):
@@ -170,8 +76,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.body_remaining: int | None = 0
+        self.record: RequestRecord | None = None
         self._continue_sent = False
         self._linger = False
+        self._abort = False
 
     def do_GET(self) -> None:
         self.dispatch()
@@ -187,23 +95,27 @@ class SandboxHandler(BaseHTTPRequestHandler):
         )
         self._continue_sent = False
         state = self.server.state
-        state.requests.record(
-            RequestRecord(
-                method=self.command,
-                path=target.path,
-                headers=tuple(self.headers.keys()),
-                had_api_key="X-API-Key" in self.headers,
-                server=self.role,
-            )
+        self.record = RequestRecord(
+            method=self.command,
+            path=target.path,
+            headers=tuple(self.headers.keys()),
+            had_api_key="X-API-Key" in self.headers,
+            server=self.role,
         )
+        state.requests.record(self.record)
 
         found = match_route(self.routes, self.command, target.path)
+        rfile = self.rfile
         try:
             if state.faults.intercept(self.role, found.name, self):
                 return
             self.answer(found, target)
         except SandboxRefusal as refusal:
             self._send_refusal(refusal)
+        finally:
+            # A fault may have replaced rfile for this request's body only.
+            self.rfile = rfile
+            self.record = None
 
     def answer(self, found: RouteMatch, target: Target) -> None:
         """Answer the request; raise a refusal to answer with an error."""
@@ -231,6 +143,35 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if body and self.command != "HEAD":
             self.wfile.write(body)
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if self.record is not None:
+            self.server.state.requests.note_status(self.record, code)
+
+    def note_fault(self, kind: str) -> None:
+        """Record that a fault of ``kind`` fired on the current request."""
+        if self.record is not None:
+            self.server.state.requests.note_fault(self.record, kind)
+
+    def send_before_body(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
+        """Answer without having read the request body: drain it, or close after."""
+        if close or not self._drain_unread_body():
+            self.close_after_response()
+        self.send_body(status, body, content_type=content_type, headers=headers)
+
+    def abort_connection(self) -> None:
+        """End the connection with a TCP reset, without answering the request."""
+        self.close_connection = True
+        self._abort = True
+
     def send_continue(self) -> None:
         """Send ``100 Continue`` if the client waits for it before its body."""
         if self._awaits_continue():
@@ -257,14 +198,20 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def finish(self) -> None:
         super().finish()
-        if self._linger:
+        if self._abort:
+            _reset(self.connection)
+        elif self._linger:
             _linger_close(self.connection)
 
     def _send_refusal(self, refusal: SandboxRefusal) -> None:
-        if refusal.close_connection or not self._drain_unread_body():
-            self.close_after_response()
         body, content_type, headers = refusal.render()
-        self.send_body(refusal.status, body, content_type=content_type, headers=headers)
+        self.send_before_body(
+            refusal.status,
+            body,
+            content_type=content_type,
+            headers=headers,
+            close=refusal.close_connection,
+        )
 
     def _drain_unread_body(self) -> bool:
         """Read and drop the unread body; False when the connection must close."""
@@ -322,11 +269,24 @@ def _linger_close(connection: socket.socket) -> None:
         return
 
 
+def _reset(connection: socket.socket) -> None:
+    """Close with SO_LINGER 0, so that the kernel sends a reset, not a FIN.
+
+    The connection is closed here, before the server's usual shutdown, which
+    would send a FIN first; that later shutdown then fails harmlessly.
+    """
+    with contextlib.suppress(OSError):
+        linger_off = struct.pack("ii", 1, 0)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_off)
+        connection.close()
+
+
 class SandboxServer(ThreadingHTTPServer):
     """A threaded HTTP server that can cut its open connections when it stops.
 
-    Handler threads are tracked, so :meth:`server_close` waits for them;
-    :meth:`cut_connections` first wakes any that wait on an idle client.
+    Handler threads (daemon threads) are tracked, so :meth:`server_close`
+    joins them; :meth:`cut_connections` first wakes any that wait on a
+    client, and the fault board's waits must have been interrupted.
     """
 
     daemon_threads = True
@@ -340,13 +300,35 @@ class SandboxServer(ThreadingHTTPServer):
     ) -> None:
         self.state = state
         self._connections: set[socket.socket] = set()
+        self._handler_threads: set[threading.Thread] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._handle_connection,
+            args=(request, client_address),
+            name="sandbox-connection",
+            daemon=True,
+        )
         with self._connections_lock:
             self._connections.add(request)
-        super().process_request(request, client_address)
+            self._handler_threads.add(thread)
+        thread.start()
+
+    def _handle_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._handler_threads.discard(threading.current_thread())
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._connections_lock:
+            threads = list(self._handler_threads)
+        for thread in threads:
+            thread.join()
 
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:

@@ -73,19 +73,25 @@ class Presigner:
         self._expires_seconds = max(0, math.ceil(ttl_seconds))
         self._clock = clock
 
-    def presign_put(self, path: str, *, host: str) -> str:
+    def presign_put(
+        self, path: str, *, host: str, ttl_seconds: float | None = None
+    ) -> str:
         """Return the query string that authorises one PUT of ``path`` on ``host``.
 
         ``path`` must be percent-encoded already; ``host`` is ``name:port`` as
-        the client will send it in its Host header.
+        the client will send it in its Host header. ``ttl_seconds`` replaces
+        the presigner's lifetime for this URL.
         """
+        expires = self._expires_seconds
+        if ttl_seconds is not None:
+            expires = max(0, math.ceil(ttl_seconds))
         stamp = time.strftime(DATE_FORMAT, time.gmtime(self._clock()))
         credential = f"{self._access_key_id}/{stamp[:8]}/us-east-1/s3/aws4_request"
         params = [
             ("X-Amz-Algorithm", ALGORITHM),
             ("X-Amz-Credential", credential),
             ("X-Amz-Date", stamp),
-            ("X-Amz-Expires", str(self._expires_seconds)),
+            ("X-Amz-Expires", str(expires)),
             ("X-Amz-SignedHeaders", SIGNED_HEADERS),
         ]
 

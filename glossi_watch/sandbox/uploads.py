@@ -13,13 +13,8 @@ import re
 from urllib.parse import unquote
 
 from glossi_watch.sandbox.errors import StorageRefusal
-from glossi_watch.sandbox.server import (
-    UNMATCHED,
-    Route,
-    RouteMatch,
-    SandboxHandler,
-    Target,
-)
+from glossi_watch.sandbox.routes import UNMATCHED, Route, RouteMatch, Target
+from glossi_watch.sandbox.server import SandboxHandler
 from glossi_watch.sandbox.storage import (
     BUCKET,
     MAX_OBJECT_BYTES,
