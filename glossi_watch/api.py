@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.utils
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,13 +34,18 @@ from glossi_watch.errors import (
     TransientApiError,
     TransientUploadError,
 )
-from glossi_watch.fileinfo import READ_PIECE_BYTES
 from glossi_watch.retry import TRANSIENT_S3_CODES, is_transient_status
 
 GLB_CONTENT_TYPE = "model/gltf-binary"
 TERMINAL_STATUSES = frozenset({"COMPLETE", "FAILED"})
 USER_AGENT = "glossi-watch/0.1"
 _BODY_KEEP_CHARS = 2000
+# Uploads are sent in small pieces because the write timeout applies to each
+# piece: it then measures a lack of progress. A 64 KiB piece must move within
+# read_timeout_seconds, so the slowest link kept alive is 64 KiB per timeout
+# (about 1 kB/s at the default 60 s).
+UPLOAD_PIECE_BYTES = 64 * 1024
+UNSENT_LOW_WATER_BYTES = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,7 @@ class GlossiClient:
             ),
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
+            transport=httpx.HTTPTransport(socket_options=_upload_socket_options()),
         )
 
     def close(self) -> None:
@@ -249,6 +256,22 @@ class GlossiClient:
         raise _upload_error(response)
 
 
+def _upload_socket_options() -> list[tuple[int, int, int]]:
+    """Keep little unsent data queued in the kernel during uploads.
+
+    Without this, the kernel accepts megabytes of a body at once; the last
+    write then returns long before the bytes are on the wire, and the wait
+    for the answer times out on a slow link although data is still moving.
+    With a low-water mark on unsent data, each write waits for real
+    progress, so the write timeout measures it, and throughput is unchanged
+    (bytes in flight are not limited, only bytes not yet sent).
+    """
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if option is None:
+        return []
+    return [(socket.IPPROTO_TCP, option, UNSENT_LOW_WATER_BYTES)]
+
+
 class UploadStopped(Exception):
     """The daemon is shutting down; the upload was abandoned midway."""
 
@@ -263,7 +286,7 @@ def _read_pieces(
     while offset < size:
         if should_stop is not None and should_stop():
             raise UploadStopped()
-        piece = os.pread(fd, min(READ_PIECE_BYTES, size - offset), offset)
+        piece = os.pread(fd, min(UPLOAD_PIECE_BYTES, size - offset), offset)
         if not piece:
             raise TransientUploadError(
                 f"the file shrank during the upload (read {offset} of {size} bytes)"

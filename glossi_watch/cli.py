@@ -83,6 +83,67 @@ def cmd_status(args: argparse.Namespace) -> int:
     return print_status(config, as_json=args.json)
 
 
+def cmd_install_service(args: argparse.Namespace) -> int:
+    """Write the systemd unit (or launchd plist) that runs this installation.
+
+    The unit runs this glossi-watch with the absolute configuration path as
+    an unprivileged user, hardened, with write access only to the folders and
+    state database the configuration names. It goes to /etc/systemd/system
+    (root needed), or /Library/LaunchDaemons with --launchd (the default on
+    macOS); --print shows it instead. The commands that enable it follow.
+    """
+    from glossi_watch.service_install import ServiceRequest, install_service
+
+    request = ServiceRequest(
+        config_path=args.config,
+        user=args.user,
+        launchd=args.launchd,
+        print_only=args.print,
+        output_dir=args.output,
+        instance=args.instance,
+    )
+    return install_service(request)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write a new configuration file, asking for what the options leave out.
+
+    Questions are asked only when stdin is a terminal; otherwise defaults are
+    used and a missing --folder is an error. The file is written with mode
+    0600 and never replaces an existing one unless --force is given.
+    """
+    from glossi_watch.setup_wizard import run_init
+
+    return run_init(args)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check that an installation is ready to go live, one line per finding.
+
+    Each line starts with ok, warn or FAIL: the configuration, each folder
+    (exists, writable, its file system, done/ and failed/), the state
+    database, inotify limits, the API key's file and whether the API accepts
+    the key. Exit status 0 when nothing FAILs, 1 otherwise.
+    """
+    from glossi_watch.doctor import run_checks
+
+    return run_checks(args.config)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Put models from failed/ back into their hot folder to be tried again.
+
+    Select them by name (as stored in failed/), by --reason CODE (the
+    sidecar's reason, such as too_large), or --all. Each model goes back
+    under the name it was dropped under when that is free (never replacing a
+    file), and its sidecar is removed; the daemon sees a new drop.
+    """
+    from glossi_watch.requeue import run_retry
+
+    config = load_config(args.config)
+    return run_retry(config, names=args.names, reason=args.reason, everything=args.all)
+
+
 def _on_stop_signals(stop: Callable[[], None]) -> None:
     def handle(signum: int, frame: FrameType | None) -> None:
         stop()
@@ -136,6 +197,53 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status)
     status.add_argument("--config", required=True, type=Path, help="configuration file")
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    install = add("install-service", cmd_install_service)
+    from glossi_watch.service_files import DEFAULT_CONFIG, DEFAULT_USER
+
+    install.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="configuration file (default: %(default)s)",
+    )
+    install.add_argument(
+        "--user",
+        default=DEFAULT_USER,
+        help="the unprivileged account to run as (default: %(default)s)",
+    )
+    install.add_argument(
+        "--launchd",
+        action="store_true",
+        default=sys.platform == "darwin",
+        help="write a launchd plist instead of a systemd unit",
+    )
+    install.add_argument(
+        "--print", action="store_true", help="print the files instead of writing"
+    )
+    install.add_argument(
+        "--output", type=Path, metavar="DIR", help="write the files into DIR instead"
+    )
+    install.add_argument(
+        "--instance",
+        metavar="NAME",
+        help="run it as glossi-watch@NAME, from the template unit glossi-watch@",
+    )
+
+    init = add("init", cmd_init)
+    from glossi_watch.setup_wizard import add_arguments as add_init_arguments
+
+    add_init_arguments(init)
+
+    check = add("check", cmd_check)
+    check.add_argument("--config", required=True, type=Path, help="configuration file")
+
+    retry = add("retry", cmd_retry)
+    retry.add_argument("--config", required=True, type=Path, help="configuration file")
+    retry.add_argument("names", nargs="*", metavar="NAME", help="a file in failed/")
+    chosen = retry.add_mutually_exclusive_group()
+    chosen.add_argument("--all", action="store_true", help="every file in failed/")
+    chosen.add_argument("--reason", metavar="CODE", help="files that failed with CODE")
     return parser
 
 

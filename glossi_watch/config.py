@@ -235,8 +235,12 @@ class _Reader:
         return (base / Path(value).expanduser()).absolute()
 
 
-def load_config(path: Path | str) -> Config:
-    """Read and validate the configuration at ``path``."""
+def load_config(path: Path | str, *, require_key: bool = True) -> Config:
+    """Read and validate the configuration at ``path``.
+
+    ``require_key=False`` accepts a configuration whose key is not readable
+    here (``install-service`` runs before the systemd credential exists).
+    """
     config_path = Path(path).absolute()
     try:
         raw = config_path.read_bytes()
@@ -246,10 +250,12 @@ def load_config(path: Path | str) -> Config:
         document = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(config_path, "", f"not valid TOML: {exc}") from exc
-    return parse_config(document, config_path)
+    return parse_config(document, config_path, require_key=require_key)
 
 
-def parse_config(document: Mapping[str, Any], config_path: Path) -> Config:
+def parse_config(
+    document: Mapping[str, Any], config_path: Path, *, require_key: bool = True
+) -> Config:
     """Validate an already-parsed TOML ``document`` read from ``config_path``."""
     top = _Reader(config_path, document, "")
     top.reject_unknown(_TOP_KEYS)
@@ -258,7 +264,7 @@ def parse_config(document: Mapping[str, Any], config_path: Path) -> Config:
     api_table = document.get("api", {})
     if not isinstance(api_table, dict):
         raise top.fail("api", "must be a table ([api])")
-    api = _parse_api(_Reader(config_path, api_table, "api."), base)
+    api = _parse_api(_Reader(config_path, api_table, "api."), base, require_key)
 
     folders_list = document.get("folders")
     if not isinstance(folders_list, list) or not folders_list:
@@ -285,7 +291,7 @@ def parse_config(document: Mapping[str, Any], config_path: Path) -> Config:
     )
 
 
-def _parse_api(reader: _Reader, base: Path) -> ApiConfig:
+def _parse_api(reader: _Reader, base: Path, require_key: bool) -> ApiConfig:
     reader.reject_unknown(_API_KEYS)
     base_url = (reader.text("base_url", DEFAULT_BASE_URL) or "").rstrip("/")
     _check_base_url(reader, base_url)
@@ -293,13 +299,15 @@ def _parse_api(reader: _Reader, base: Path) -> ApiConfig:
     key_file = None
     if "api_key_file" in reader.table:
         key_file = reader.path("api_key_file", base)
-        _check_private(reader, "api_key_file", key_file)
+        if require_key or key_file.exists():
+            _check_private(reader, "api_key_file", key_file)
     inline = reader.text("api_key")
     if inline is not None:
         _check_private(reader, "api_key", reader.config_path)
     source = KeySource(key_file, Secret(inline) if inline else None)
     try:
-        source.read()
+        if require_key:
+            source.read()
     except FileNotFoundError as exc:
         problem = f"no API key: set {API_KEY_ENV} or api_key_file ({exc})"
         raise reader.fail("api_key_file", problem) from exc

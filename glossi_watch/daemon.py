@@ -31,7 +31,7 @@ from glossi_watch.config import Config, FolderConfig, Secret, load_config
 from glossi_watch.crashpoints import crash_point
 from glossi_watch.errors import ConfigError, FilingError, StoreError
 from glossi_watch.filer import Filer
-from glossi_watch.fsinfo import mount_of
+from glossi_watch.fsinfo import looks_unmounted
 from glossi_watch.intake import Intake
 from glossi_watch.logs import get_logger, register_secret
 from glossi_watch.notify import Notifier
@@ -407,8 +407,7 @@ class Service:
 def _available(folder: FolderConfig) -> bool:
     if not folder.path.is_dir():
         return False
-    # An unmounted mount point is an empty folder on the root file system.
-    return not folder.expect_mount or mount_of(folder.path).mount_point != Path("/")
+    return not (folder.expect_mount and looks_unmounted(folder.path))
 
 
 def _test_stop_observers_at() -> float:

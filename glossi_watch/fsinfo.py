@@ -84,3 +84,12 @@ def mount_of(path: Path, *, mountinfo: Path = MOUNTINFO) -> Mount:
         if inside and len(mount.mount_point.parts) >= len(best.mount_point.parts):
             best = mount
     return best
+
+
+def looks_unmounted(path: Path) -> bool:
+    """Whether ``path`` sits on the root file system (a share not mounted).
+
+    Used for folders configured with ``expect_mount``: before the share is
+    mounted, its mount point is an empty folder on ``/``.
+    """
+    return mount_of(path).mount_point == Path("/")

@@ -54,6 +54,7 @@ from glossi_watch.sealing import seal
 from glossi_watch.store import Row, StateStore, dumps, utc_now
 from glossi_watch.uploading import (
     ASSUMED_BYTES_PER_SECOND,
+    MAX_EXPIRED_URLS,
     Abandon,
     FailBatch,
     UploadSteps,
@@ -127,7 +128,10 @@ class BatchRunner(UploadSteps):
                 self._retry_later(batch, exc)
                 return
             except Abandon as exc:
-                self._abandon_job(batch, str(exc))
+                try:
+                    self._abandon_job(batch, str(exc), split=exc.expired)
+                except FailBatch as failure:
+                    self._fail_batch(batch, failure.reason, str(failure))
             except FailBatch as exc:
                 self._fail_batch(batch, exc.reason, str(exc))
             except UploadStopped:
@@ -325,14 +329,37 @@ class BatchRunner(UploadSteps):
 
     # -- giving up on a job, or on the batch ---------------------------------
 
-    def _abandon_job(self, batch: Row, why: str) -> None:
+    def _abandon_job(self, batch: Row, why: str, *, split: bool = False) -> None:
+        """Give up the batch's job; its files wait for a new one.
+
+        With ``split`` (the URLs ran out of time), the files not yet uploaded
+        move to a batch of their own, so each part needs less time than the
+        whole did: the uploaded ones fitted in one URL lifetime and will
+        again. A lone file that outlives its URL three times fails with
+        reason ``upload_too_slow``.
+        """
+        files = self.store.batch_files(batch["id"])
+        waiting = [row["id"] for row in files if row["state"] == "batched"]
+        uploaded = [row["id"] for row in files if row["state"] == "uploaded"]
+        moved: list[int] = []
+        if split and uploaded and waiting:
+            moved = waiting
+        elif split and len(waiting) > 1:
+            moved = waiting[1:]
+        elif split and self._expiries(batch["id"]) + 1 >= MAX_EXPIRED_URLS:
+            raise FailBatch(
+                "upload_too_slow",
+                "The upload could not finish before its upload URL expired, "
+                f"{MAX_EXPIRED_URLS} times; the link is too slow for this file.",
+            )
+
         with self.store.transaction():
             for record in self.store.job_records(batch["id"]):
                 if record["job_id"] == batch["job_id"] and batch["job_id"]:
                     self.store.update_job_record(
                         record["id"], state="abandoned", note=why
                     )
-            for row in self.store.batch_files(batch["id"]):
+            for row in files:
                 if row["state"] in ("batched", "uploaded"):
                     self.store.update_file(
                         row["id"], state="batched", model_id=None, upload_seal=None
@@ -344,10 +371,25 @@ class BatchRunner(UploadSteps):
                 job_status=None,
                 urls_expire_at=None,
             )
+            if moved:
+                self.store.create_batch(batch["folder"], moved)
         self.store.record_attempt(
-            step="job", outcome="abandoned", detail=why, batch_id=batch["id"]
+            step="job",
+            outcome="expired" if split else "abandoned",
+            detail=why,
+            batch_id=batch["id"],
         )
-        self.log.warning("job_abandoned", job_id=batch["job_id"], reason=why)
+        self.log.warning(
+            "job_abandoned", job_id=batch["job_id"], reason=why, split_off=len(moved)
+        )
+
+    def _expiries(self, batch_id: int) -> int:
+        rows = self.store.query(
+            "SELECT count(*) AS n FROM attempts WHERE batch_id = ? "
+            "AND step = 'job' AND outcome = 'expired'",
+            (batch_id,),
+        )
+        return int(rows[0]["n"])
 
     def _fail_batch(self, batch: Row, reason: str, message: str) -> None:
         with self.store.transaction():

@@ -30,15 +30,25 @@ from glossi_watch.fileinfo import FileIdentity, NotRegularFileError, open_regula
 from glossi_watch.sealing import unseal
 from glossi_watch.store import Row, StateStore, utc_now
 
-URL_SAFETY_MARGIN_SECONDS = 300.0
+URL_SAFETY_MARGIN_SECONDS = 60.0
 DEFAULT_URL_LIFETIME_SECONDS = 3600.0
 MAX_REFUSED_UPLOADS = 3
+MAX_EXPIRED_URLS = 3
 PROGRESS_LOG_SECONDS = 10.0
 ASSUMED_BYTES_PER_SECOND = 1_000_000.0
 
 
 class Abandon(Exception):
-    """The current job cannot be finished; start over with a new one."""
+    """The current job cannot be finished; start over with a new one.
+
+    ``expired`` marks the cases where the upload URLs ran out of time: the
+    batch then also splits (see :meth:`BatchRunner._abandon_job`), since
+    uploading all of it again in one job would run out of time again.
+    """
+
+    def __init__(self, why: str, *, expired: bool = False) -> None:
+        self.expired = expired
+        super().__init__(why)
 
 
 class FailBatch(Exception):
@@ -75,18 +85,21 @@ class UploadSteps:
 
     def _upload(self, batch: Row) -> bool:
         expires_at = batch["urls_expire_at"] or 0.0
-        lifetime = batch["urls_lifetime_seconds"] or DEFAULT_URL_LIFETIME_SECONDS
         folder = self.folders[batch["folder"]]
         key = self.api_key()
 
-        for row in self.store.batch_files(batch["id"]):
+        files = self.store.batch_files(batch["id"])
+        for row in files:
             if row["state"] != "batched":
                 continue
             url = unseal(row["upload_seal"] or "", key)
             if url is None:
                 raise Abandon("the upload URLs were sealed under another API key")
-            if not self._time_left_for(row["size"], expires_at, lifetime):
-                raise Abandon("too little of the upload URLs' life is left")
+            first = not any(r["state"] == "uploaded" for r in files)
+            if not first and not self._time_left_for(row["size"], expires_at):
+                raise Abandon(
+                    "too little of the upload URLs' life is left", expired=True
+                )
             self._upload_one(batch, folder, row, url)
             if self.stop.is_set():
                 return False
@@ -96,18 +109,15 @@ class UploadSteps:
         crash_point("confirm_intent_recorded")
         return True
 
-    def _time_left_for(self, size: int, expires_at: float, lifetime: float) -> bool:
+    def _time_left_for(self, size: int, expires_at: float) -> bool:
         """Whether a URL expiring at ``expires_at`` outlives this transfer.
 
         The expected transfer time is the size at the recent upload speed,
-        with half again as margin. A URL that is still almost new is used
-        whatever the estimate: a new job would give no longer a life.
+        with half again as margin, plus a minute. (The job's first upload
+        always goes: a new job would give its URL no longer a life.)
         """
-        left = expires_at - time.time()
-        if left > 0.9 * lifetime:
-            return True
-        needed = 1.5 * size / self.bytes_per_second
-        return left > needed + min(URL_SAFETY_MARGIN_SECONDS, 0.1 * lifetime)
+        needed = 1.5 * size / self.bytes_per_second + URL_SAFETY_MARGIN_SECONDS
+        return expires_at - time.time() > needed
 
     def _upload_one(self, batch: Row, folder: FolderConfig, row: Row, url: str) -> None:
         path = folder.path / row["rel_path"]
@@ -146,7 +156,7 @@ class UploadSteps:
             )
         except ExpiredUrlError as exc:
             self._record(batch, row, "upload", "expired", str(exc))
-            raise Abandon("an upload URL expired") from exc
+            raise Abandon("an upload URL expired", expired=True) from exc
         except PermanentUploadError as exc:
             self._record(batch, row, "upload", "refused", str(exc))
             refused = (batch["retry_count"] or 0) + 1

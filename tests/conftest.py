@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import SandboxProcess
+from tests.harness import RUNNING, SandboxProcess
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
 
@@ -24,6 +24,14 @@ def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             "NOTIFY_SOCKET",
         ):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_daemons() -> Iterator[None]:
+    """A test that fails midway must not leave its daemon running."""
+    yield
+    while RUNNING:
+        RUNNING.pop().kill()
 
 
 @pytest.fixture(autouse=True)

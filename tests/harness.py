@@ -17,6 +17,8 @@ import httpx
 import tomli_w
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Every daemon a test started; conftest kills what a failing test left running.
+RUNNING: list[Daemon] = []
 
 
 def wait_for(
@@ -31,6 +33,19 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def run_command(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``glossi-watch ARGS`` as a child process, with no terminal on stdin."""
+    return subprocess.run(
+        [sys.executable, "-m", "glossi_watch", *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        env=_environment(),
+    )
 
 
 def _environment(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -94,6 +109,21 @@ class SandboxProcess:
         requests: list[dict[str, Any]] = answer.json()["requests"]
         return requests
 
+    def add_fault(self, kind: str, route: str | None = None, **options: Any) -> None:
+        body = {"kind": kind, **({"route": route} if route else {}), **options}
+        answer = httpx.post(self.root_url + "/_sandbox/faults", json=body, timeout=10)
+        assert answer.status_code == 201, answer.text
+
+    def clear_faults(self) -> None:
+        httpx.delete(self.root_url + "/_sandbox/faults", timeout=10).raise_for_status()
+
+    def requests_to(self, route_path_part: str, method: str) -> list[dict[str, Any]]:
+        return [
+            request
+            for request in self.requests()
+            if request["method"] == method and route_path_part in request["path"]
+        ]
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -112,6 +142,7 @@ class Daemon:
     config_path: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    umask: int = -1
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Daemon:
@@ -130,8 +161,10 @@ class Daemon:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=_environment(self.env),
+            umask=self.umask,
         )
         log.close()
+        RUNNING.append(self)
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
@@ -139,6 +172,11 @@ class Daemon:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -4,31 +4,26 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from glossi_watch.cli import build_parser
-from tests.harness import PROJECT_ROOT, Daemon, SandboxProcess, wait_for, write_config
+from tests.harness import (
+    PROJECT_ROOT,
+    Daemon,
+    SandboxProcess,
+    run_command,
+    wait_for,
+    write_config,
+)
 
 COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
 
 
-def glossi_watch(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "glossi_watch", *args],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_and_is_in_the_readme(command: str) -> None:
-    result = glossi_watch(command, "--help")
+    result = run_command(command, "--help")
 
     assert result.returncode == 0
     assert len(result.stdout.strip().splitlines()) > 3
@@ -44,8 +39,8 @@ def test_status_reads_the_store_while_the_daemon_runs(
     shutil.copyfile(samples / "Box.glb", hot / "Box.glb")
     wait_for(lambda: (hot / "done" / "Box.glb.json").exists(), timeout=90)
 
-    result = glossi_watch("status", "--config", str(config), "--json")
-    text = glossi_watch("status", "--config", str(config))
+    result = run_command("status", "--config", str(config), "--json")
+    text = run_command("status", "--config", str(config))
     assert daemon.stop() == 0
 
     assert result.returncode == 0, result.stderr

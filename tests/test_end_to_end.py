@@ -82,7 +82,7 @@ def test_uploads_carry_length_and_never_the_key(
     assert api_calls and all(request["hadApiKey"] for request in api_calls)
     log = daemon.log_text()
     assert sandbox.api_key not in log
-    assert "X-Amz-Signature" not in log and "X-Amz-Credential" not in log
+    assert "X-Amz-" not in log
 
 
 def test_an_html_page_named_glb_fails_and_the_rest_is_done(

@@ -347,3 +347,45 @@ class TestShares:
 
         wait_for(lambda: "folder_available" in log.read_text(), timeout=60)
         wait_for(lambda: (hot / "done" / "while-away.glb.json").exists(), timeout=90)
+
+
+def test_done_and_sidecars_are_group_readable_whatever_the_umask(
+    tmp_path: Path, sandbox: SandboxProcess, samples: Path
+) -> None:
+    config = write_config(tmp_path, sandbox, folder=FAST)
+    daemon = Daemon(config, tmp_path / "daemon.log", umask=0o077).start()
+    hot = tmp_path / "hot"
+
+    shutil.copyfile(samples / "Box.glb", hot / "Box.glb")
+    wait_for(lambda: (hot / "done" / "Box.glb.json").exists(), timeout=90)
+    assert daemon.stop() == 0
+
+    assert (hot / "done").stat().st_mode & 0o777 == 0o775
+    assert (hot / "done" / "Box.glb.json").stat().st_mode & 0o777 == 0o664
+
+
+def test_a_file_changed_after_batching_leaves_the_batch_and_settles_again(
+    tmp_path: Path, sandbox: SandboxProcess, samples: Path
+) -> None:
+    sandbox.add_fault("bandwidth", "upload", bytes_per_second=1_000_000)
+    config = write_config(tmp_path, sandbox, folder={**FAST, "debounce_seconds": 2.0})
+    daemon = Daemon(config, tmp_path / "daemon.log").start()
+    hot = tmp_path / "hot"
+    big = synthetic(tmp_path, 6 * MB, seed=4)
+    (hot / "a-big.glb").write_bytes(big)
+    shutil.copyfile(samples / "Box.glb", hot / "b-small.glb")
+    wait_for(lambda: "upload_started" in daemon.log_text(), timeout=60)
+
+    new_content = (samples / "BoxTextured.glb").read_bytes()
+    (hot / "b-small.glb").write_bytes(new_content)  # While a-big uploads.
+    wait_for(lambda: (hot / "done" / "b-small.glb.json").exists(), timeout=120)
+    wait_for(lambda: (hot / "done" / "a-big.glb.json").exists(), timeout=120)
+    assert daemon.stop() == 0
+
+    assert (hot / "done" / "b-small.glb").read_bytes() == new_content
+    assert sidecar(hot / "done" / "b-small.glb")["sha256"] == sha256(new_content)
+    assert uploads(sandbox)["b-small.glb"] == sha256(new_content)
+    confirmed = [job for job in sandbox.jobs() if job["confirmCount"]]
+    names = sorted(m["fileName"] for job in confirmed for m in job["models"])
+    assert names == ["a-big.glb", "b-small.glb"]
+    assert "file_changed" in daemon.log_text()

@@ -281,6 +281,9 @@ def _reset(connection: socket.socket) -> None:
         connection.close()
 
 
+RECEIVE_BUFFER_BYTES = 128 * 1024
+
+
 class SandboxServer(ThreadingHTTPServer):
     """A threaded HTTP server that can cut its open connections when it stops.
 
@@ -303,6 +306,15 @@ class SandboxServer(ThreadingHTTPServer):
         self._handler_threads: set[threading.Thread] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        # A small receive buffer makes a slow reader behave like a slow link:
+        # loopback would otherwise let a client park megabytes in the
+        # kernel and then wait for an answer while we still read them.
+        self.socket.setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES
+        )
+        super().server_bind()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(
