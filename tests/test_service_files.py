@@ -7,6 +7,7 @@ memory-deny-write-execute, as the unit asks of it.
 
 from __future__ import annotations
 
+import os
 import plistlib
 import re
 import shutil
@@ -32,12 +33,20 @@ PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
 
 
 def systemd_analyze() -> str:
+    """The systemd-analyze binary; CI installs it (.ci/run) and must have it.
+
+    On a developer machine without systemd (macOS, say) these checks are
+    skipped with that reason; under CI a missing tool is a failure.
+    """
     found = shutil.which("systemd-analyze")
     if found is None:
-        pytest.fail(
+        reason = (
             "systemd-analyze is not installed; it checks the rendered units "
             "(Debian/Ubuntu: apt-get install systemd)"
         )
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     return found
 
 
