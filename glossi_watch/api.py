@@ -194,6 +194,10 @@ class GlossiClient:
             response = self._api.request(
                 method, self.base_url + path, headers=headers, **kwargs
             )
+        except httpx.ConnectError as exc:
+            raise TransientApiError(
+                f"{method} {path}: cannot connect: {exc}", maybe_processed=False
+            ) from exc
         except httpx.TimeoutException as exc:
             raise TransientApiError(f"{method} {path} timed out") from exc
         except httpx.TransportError as exc:
@@ -305,7 +309,11 @@ def _api_error(method: str, path: str, response: httpx.Response, body: str) -> A
         return AuthError(message, status_code=status, body=body)
     if is_transient_status(status):
         return TransientApiError(
-            message, status_code=status, body=body, retry_after=retry_after
+            message,
+            status_code=status,
+            body=body,
+            retry_after=retry_after,
+            maybe_processed=status != 429,
         )
     return PermanentApiError(message, status_code=status, body=body)
 

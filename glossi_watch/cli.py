@@ -79,7 +79,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Show what the daemon is doing, from its state store (safe while it runs)."""
     from glossi_watch.status import print_status
 
-    config = load_config(args.config)
+    config = load_config(args.config, require_key=False)
     return print_status(config, as_json=args.json)
 
 
@@ -260,6 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_STORE
     except GlossiWatchError as exc:
         print(f"glossi-watch: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except BrokenPipeError:
+        # The reader went away (``status | head``): not an error to report.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_PROBLEM
 
 

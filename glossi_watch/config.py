@@ -65,6 +65,13 @@ class KeySource:
     inline_key: Secret | None = None
 
     def read(self) -> Secret:
+        """The key now; OSError when it is configured but cannot be read."""
+        try:
+            return self._read()
+        except UnicodeDecodeError as exc:
+            raise OSError(f"the API key file is not UTF-8 text: {exc}") from exc
+
+    def _read(self) -> Secret:
         credentials = os.environ.get("CREDENTIALS_DIRECTORY")
         if credentials:
             candidate = Path(credentials) / CREDENTIAL_NAME
@@ -77,7 +84,7 @@ class KeySource:
             return Secret(self.key_file.read_text().strip())
         if self.inline_key is not None:
             return self.inline_key
-        raise FileNotFoundError("no API key is configured")
+        raise FileNotFoundError("no API key is configured")  # An OSError too.
 
 
 @dataclass(frozen=True)
@@ -312,7 +319,9 @@ def _parse_api(reader: _Reader, base: Path, require_key: bool) -> ApiConfig:
         problem = f"no API key: set {API_KEY_ENV} or api_key_file ({exc})"
         raise reader.fail("api_key_file", problem) from exc
     except OSError as exc:
-        raise reader.fail("api_key_file", f"cannot read: {exc.strerror}") from exc
+        raise reader.fail(
+            "api_key_file", f"cannot read: {exc.strerror or exc}"
+        ) from exc
 
     return ApiConfig(
         base_url=base_url,
@@ -442,12 +451,26 @@ def _asks_for_rendering(render_settings: Mapping[str, Any] | None) -> bool:
 
 
 def _check_folders_apart(config_path: Path, folders: tuple[FolderConfig, ...]) -> None:
-    seen: dict[Path, int] = {}
-    for index, folder in enumerate(folders):
-        if folder.path in seen:
-            raise ConfigError(
-                config_path,
-                f"folders[{index}].path",
-                f"{folder.path} is already folders[{seen[folder.path]}]",
-            )
-        seen[folder.path] = index
+    """No folder, done_dir or failed_dir may lie inside another hot folder.
+
+    Nested folders would each take the same file (two jobs), and a done_dir
+    inside another folder would feed filed models back into it.
+    """
+    for index in reversed(range(len(folders))):  # Name the later of a pair.
+        folder = folders[index]
+        for other_index, other in enumerate(folders):
+            if index == other_index:
+                continue
+            places = {
+                "path": folder.path,
+                "done_dir": folder.done_dir,
+                "failed_dir": folder.failed_dir,
+            }
+            for key, place in places.items():
+                if place == other.path or other.path in place.parents:
+                    raise ConfigError(
+                        config_path,
+                        f"folders[{index}].{key}",
+                        f"{place} lies inside folders[{other_index}] "
+                        f"({other.path}); hot folders must not overlap",
+                    )

@@ -17,6 +17,7 @@ uploads in flight stop at the next piece and resume on the next start.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
 import threading
@@ -45,6 +46,7 @@ WORKERS = 4
 SHUTDOWN_GRACE_SECONDS = 8.0
 STATUS_EVERY_SECONDS = 10.0
 WATCH_CHECK_SECONDS = 2.0
+FOLDER_LOCK_NAME = ".glossi-watch.lock"
 # A batch step that has shown no progress for this long counts as stuck:
 # far beyond any network timeout, so only a wedged thread gets there.
 STALL_SECONDS = 900.0
@@ -64,6 +66,9 @@ class Service:
         self._next_scan: dict[str, float] = {}
         self._filing_retry: dict[int, tuple[float, int]] = {}
         self._key_unreadable = False
+        self._next_heartbeat = self._next_status = 0.0
+        self._unknown_folders: set[str] = set()
+        self._folder_locks: dict[str, int] = {}
         self._unavailable: set[str] = set()
         self.log = get_logger()
         self.inbox: queue.SimpleQueue[Seen] = queue.SimpleQueue()
@@ -100,7 +105,8 @@ class Service:
             on_key_refused=self._reread_key,
         )
         self.intakes = {
-            name: Intake(folder, self.store) for name, folder in self.folders.items()
+            name: Intake(folder, self.store, self._report_health)
+            for name, folder in self.folders.items()
         }
         self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="glossi-batch")
         try:
@@ -121,7 +127,6 @@ class Service:
         self._scan_due()
         self.notifier.ready(self._status_line())
         next_watch_check = time.monotonic() + WATCH_CHECK_SECONDS
-        self._next_heartbeat = self._next_status = time.monotonic()
         stop_observers_at = _test_stop_observers_at()
 
         while not self.stop.is_set():
@@ -157,6 +162,8 @@ class Service:
         self.pool.shutdown(wait=not self._in_flight, cancel_futures=True)
         self.client.close()
         self.store.close()
+        for handle in self._folder_locks.values():
+            os.close(handle)
         self.log.info("daemon_stopped")
 
     # -- watching and scanning -----------------------------------------------
@@ -183,23 +190,78 @@ class Service:
                 self._unavailable.add(name)
                 watcher.stop()
                 del self.watchers[name]
+                self._release_folder(name)
             elif watcher is None and present:
-                self._unavailable.discard(name)
-                self.log.info("folder_available", folder=name)
-                self._start_watcher(name)
+                if self._start_watcher(name):
+                    self._unavailable.discard(name)
+                    self.log.info("folder_available", folder=name)
             elif watcher is None and name not in self._unavailable:
                 self.log.warning("folder_unavailable", folder=name)
                 self._unavailable.add(name)
 
-    def _start_watcher(self, name: str) -> None:
+    def _start_watcher(self, name: str) -> bool:
+        if not self._claim_folder(name):
+            return False
         watcher = FolderWatcher(self.folders[name], self.inbox)
         watcher.start()
         self.watchers[name] = watcher
         self._next_scan.pop(name, None)  # A full scan right away.
+        return True
+
+    def _release_folder(self, name: str) -> None:
+        handle = self._folder_locks.pop(name, None)
+        if handle is not None:
+            os.close(handle)
+
+    def _claim_folder(self, name: str) -> bool:
+        """Hold a lock file in the folder: one daemon per hot folder.
+
+        Two daemons on one folder would each upload every file. The lock is
+        an flock on ``.glossi-watch.lock`` (a dotfile, so never a candidate);
+        on a network share it holds only where the file system passes flock
+        on between machines, so studios running several machines on one share
+        must still give each its own folder.
+        """
+        if name in self._folder_locks:
+            return True
+        lock_path = self.folders[name].path / FOLDER_LOCK_NAME
+        try:
+            handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o664)
+        except OSError as exc:
+            self.log.warning("folder_lock_unavailable", folder=name, error=str(exc))
+            return True  # A read-only folder still works; we cannot guard it.
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(handle)
+            if name not in self._unavailable:
+                self._unavailable.add(name)
+                self.log.error(
+                    "folder_in_use",
+                    folder=name,
+                    detail="another glossi-watch process watches this folder",
+                )
+            return False
+        self._folder_locks[name] = handle
+        return True
 
     def _active_folders(self) -> list[tuple[str, FolderConfig]]:
         """The folders taking new work (a folder removed by a reload is not)."""
         return [(name, self.folders[name]) for name in self.intakes]
+
+    def _known_folder(self, name: str) -> bool:
+        """Work of a folder no longer configured waits, and is reported once."""
+        if name in self.folders:
+            return True
+        if name not in self._unknown_folders:
+            self._unknown_folders.add(name)
+            self.log.error(
+                "folder_not_configured",
+                folder=name,
+                detail="unfinished work of this folder waits until it is "
+                "configured again",
+            )
+        return False
 
     def _look_again(self, folder: str, rel_path: str) -> None:
         """Ask the loop to look at a file that left its batch (any thread)."""
@@ -252,7 +314,8 @@ class Service:
             if folder.path.is_dir() and (watcher is None or not watcher.is_alive()):
                 return False
         now = time.monotonic()
-        return all(now - seen < STALL_SECONDS for seen in self.runner.progress.values())
+        marks = list(self.runner.progress.values())  # Workers change it.
+        return all(now - seen < STALL_SECONDS for seen in marks)
 
     def _report_health(self) -> None:
         now = time.monotonic()
@@ -317,7 +380,9 @@ class Service:
         for folder in new.folders:
             if self.folders.get(folder.name) != folder:
                 self.folders[folder.name] = folder
-                self.intakes[folder.name] = Intake(folder, self.store)
+                self.intakes[folder.name] = Intake(
+                    folder, self.store, self._report_health
+                )
                 watcher = self.watchers.pop(folder.name, None)
                 if watcher is not None:
                     watcher.stop()
@@ -329,7 +394,15 @@ class Service:
             watcher = self.watchers.pop(name, None)
             if watcher is not None:
                 watcher.stop()
+            self._release_folder(name)
 
+        network = ("base_url", "connect_timeout_seconds", "read_timeout_seconds")
+        if any(getattr(new.api, k) != getattr(self.config.api, k) for k in network):
+            self.log.warning(
+                "config_reload_partial",
+                detail="base_url and timeouts apply at the next start; "
+                "polling intervals, folders and the key apply now",
+            )
         self.config = new
         self.runner.api = new.api
         self._reread_key()
@@ -343,6 +416,8 @@ class Service:
         for row in self.store.files_in_state("rejected", "moving"):
             if row["batch_id"] is not None:
                 continue  # Batched files are filed by their batch.
+            if not self._known_folder(row["folder"]):
+                continue
             retry_at, failures = self._filing_retry.get(row["id"], (0.0, 0))
             if now < retry_at:
                 continue
@@ -373,6 +448,8 @@ class Service:
         now = time.time()
         for batch in self.store.unfinished_batches():
             if (batch["next_step_at"] or 0) > now:
+                continue
+            if not self._known_folder(batch["folder"]):
                 continue
             with self._in_flight_lock:
                 if batch["id"] in self._in_flight:

@@ -67,10 +67,14 @@ class ApiError(GlossiWatchError):
         status_code: int | None = None,
         body: str = "",
         retry_after: float | None = None,
+        maybe_processed: bool = True,
     ) -> None:
         self.status_code = status_code
         self.body = body
         self.retry_after = retry_after
+        # False only when the request surely never reached the API (no
+        # connection, or a 429): then it cannot have created anything.
+        self.maybe_processed = maybe_processed
         super().__init__(message)
 
 

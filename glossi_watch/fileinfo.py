@@ -15,6 +15,7 @@ import base64
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,8 +83,14 @@ def lstat_regular(path: Path) -> os.stat_result:
     return status
 
 
-def hash_descriptor(fd: int) -> tuple[str, str]:
-    """The sha256 (hex) and md5 (base64, as Content-MD5 wants) of an open file."""
+def hash_descriptor(
+    fd: int, on_piece: Callable[[], None] | None = None
+) -> tuple[str, str]:
+    """The sha256 (hex) and md5 (base64, as Content-MD5 wants) of an open file.
+
+    ``on_piece`` is called after each piece read, so a long hash can keep a
+    service manager's watchdog fed.
+    """
     sha256 = hashlib.sha256()
     md5 = hashlib.md5(usedforsecurity=False)
     offset = 0
@@ -91,4 +98,6 @@ def hash_descriptor(fd: int) -> tuple[str, str]:
         sha256.update(piece)
         md5.update(piece)
         offset += len(piece)
+        if on_piece is not None:
+            on_piece()
     return sha256.hexdigest(), base64.b64encode(md5.digest()).decode("ascii")

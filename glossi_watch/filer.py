@@ -24,9 +24,11 @@ from glossi_watch.filing import (
     ensure_dir,
     move_entry,
     move_file,
+    sha256_of,
     write_json_atomic,
 )
 from glossi_watch.logs import get_logger
+from glossi_watch.names import has_linked_parent
 from glossi_watch.sidecar import build_sidecar, sidecar_path
 from glossi_watch.store import Row, StateStore, utc_now
 
@@ -55,51 +57,18 @@ class Filer:
         source = folder.path / row["rel_path"]
         if not folder.path.is_dir():
             raise FilingError(folder.path, "is not available (a share offline?)")
-        if batch is not None and row["state"] != "moving" and _changed(source, row):
-            # What Glossi has is the older content; the file in the folder is
-            # a new version and is left there to be picked up as a new drop.
-            self.store.update_file(
-                row["id"],
-                state="gone",
-                reason="changed_after_upload",
-                message="The file changed after its upload; the new version "
-                "stays in the folder and is uploaded as a new drop.",
-            )
-            self.log.warning("file_changed_after_upload", file=row["rel_path"])
+        if has_linked_parent(folder, row["rel_path"]):
+            # Never move what now lies outside the folder through a link.
+            self._record_lost(row, "a folder on its path became a link")
+            return
+        if self._replaced(row, source):
             return
 
-        for _ in range(_MAX_NAME_RACES):
-            if row["state"] != "moving":
-                row = self._plan_move(row, folder, outcome, reason, message)
-            destination = Path(row["destination"])
-            if os.path.lexists(destination) and _replaced_since(source, row):
-                # Moved before a crash, and a new drop now has the old name:
-                # that new file is not ours to move.
-                final = destination
-                break
-            try:
-                if row["reason"] == "not_regular_file":
-                    final = move_entry(source, destination)
-                else:
-                    final = move_file(
-                        source, destination, expected_sha256=row.get("sha256")
-                    )
-            except FilingError as exc:
-                if not os.path.lexists(source) and not os.path.lexists(destination):
-                    self._record_lost(row, str(exc))
-                    return
-                if not os.path.lexists(destination):
-                    raise  # Not a name clash: the caller retries later.
-                # Someone took the name between our choice and the move.
-                self.log.warning(
-                    "file_name_taken", file=row["rel_path"], error=str(exc)
-                )
-                row = {**row, "state": "placing"}
-                continue
-            break
-        else:
-            raise FilingError(source, "no free name in the destination folder")
+        final = self._move(row, folder, source, outcome, reason, message)
+        if final is None:
+            return
         crash_point("file_moved")
+        row = self.store.file(row["id"])
 
         attempts = self.store.attempts_for_file(row["id"], row.get("batch_id"))
         history = self.store.history(row["id"])
@@ -117,6 +86,68 @@ class Filer:
             destination=str(final),
         )
         crash_point("file_filed")
+
+    def _replaced(self, row: Row, source: Path) -> bool:
+        """Whether the file at ``source`` is no longer the one ``row`` is about.
+
+        A new version (other content) is left in the folder as a new drop,
+        and this row ends as ``gone`` with the reason. The same bytes under a
+        new inode or mtime (a sync tool rewriting, a ``touch``) count as the
+        same file.
+        """
+        if not row.get("inode") or not _changed(source, row):
+            return False
+        destination = row.get("destination")
+        if row["state"] == "moving" and destination and os.path.lexists(destination):
+            return False  # Moved before a crash; a new drop took the name.
+        if (
+            row.get("sha256")
+            and source.is_file()
+            and sha256_of(source) == row["sha256"]
+        ):
+            return False
+        self.store.update_file(
+            row["id"],
+            state="gone",
+            reason="changed_before_filing",
+            message="The file changed after it was checked; the new version "
+            "stays in the folder and is handled as a new drop.",
+        )
+        self.log.warning("file_changed_before_filing", file=row["rel_path"])
+        return True
+
+    def _move(
+        self,
+        row: Row,
+        folder: FolderConfig,
+        source: Path,
+        outcome: str,
+        reason: str | None,
+        message: str | None,
+    ) -> Path | None:
+        """Move the file to its planned place; None if it has vanished."""
+        for _ in range(_MAX_NAME_RACES):
+            if row["state"] != "moving":
+                row = self._plan_move(row, folder, outcome, reason, message)
+            destination = Path(row["destination"])
+            if os.path.lexists(destination) and _replaced_since(source, row):
+                return destination  # Moved before a crash; the new file is not ours.
+            ensure_dir(destination.parent)
+            try:
+                if row["reason"] == "not_regular_file":
+                    return move_entry(source, destination)
+                return move_file(source, destination, expected_sha256=row.get("sha256"))
+            except FilingError as exc:
+                if not os.path.lexists(source) and not os.path.lexists(destination):
+                    self._record_lost(row, str(exc))
+                    return None
+                if not os.path.lexists(destination):
+                    raise  # Not a name clash: the caller retries later.
+                self.log.warning(
+                    "file_name_taken", file=row["rel_path"], error=str(exc)
+                )
+                row = {**row, "state": "placing"}
+        raise FilingError(source, "no free name in the destination folder")
 
     def _plan_move(
         self,

@@ -71,6 +71,9 @@ def inspect_glb(stream: BinaryIO, size: int, *, check_json: bool = False) -> Glb
 
     stream.seek(0)
     header = stream.read(HEADER_BYTES)
+    if header[:4] == b"\0\0\0\0":
+        # Allocated at full size and not written yet (Explorer, SMB copies).
+        return _incomplete("The file starts with zeros; it is still being written.")
     if not MAGIC.startswith(header[:4]) or (len(header) >= 4 and header[:4] != MAGIC):
         return _invalid(
             "not_glb",

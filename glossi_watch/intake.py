@@ -25,6 +25,7 @@ import errno
 import fcntl
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,11 @@ from glossi_watch.fileinfo import (
 )
 from glossi_watch.glb import inspect_glb
 from glossi_watch.logs import get_logger
-from glossi_watch.names import relative_candidate, walk_candidates
+from glossi_watch.names import (
+    has_linked_parent,
+    relative_candidate,
+    walk_candidates,
+)
 from glossi_watch.store import Row, StateStore, utc_now
 
 UNREADABLE_RETRY_SECONDS = (5.0, 30.0, 120.0, 300.0)
@@ -58,9 +63,15 @@ class _Watch:
 class Intake:
     """Settles and checks the candidate files of one hot folder."""
 
-    def __init__(self, folder: FolderConfig, store: StateStore) -> None:
+    def __init__(
+        self,
+        folder: FolderConfig,
+        store: StateStore,
+        heartbeat: Callable[[], None] | None = None,
+    ) -> None:
         self.folder = folder
         self.store = store
+        self.heartbeat = heartbeat
         self.log = get_logger(folder=folder.name)
         self._watching: dict[str, _Watch] = {}
         self._reported: set[str] = set()
@@ -77,6 +88,10 @@ class Intake:
         """Note that ``path`` exists or changed; start or restart its settling."""
         rel_path = relative_candidate(path, self.folder)
         if rel_path is None or not self._storable(rel_path):
+            return
+        if has_linked_parent(self.folder, rel_path):
+            self._report_once(rel_path, "file_outside_folder", "a parent is a link")
+            self._forget(rel_path)
             return
         try:
             status = lstat_regular(path)
@@ -173,7 +188,7 @@ class Intake:
             self._give_up_if_overdue(rel_path, watch, now, check.message)
             return
 
-        sha256, md5_base64 = hash_descriptor(fd)
+        sha256, md5_base64 = hash_descriptor(fd, self.heartbeat)
         if FileIdentity.of(os.fstat(fd)) != identity:
             watch.stable_since = now  # It changed while we read it.
             return

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from glossi_watch.config import FolderConfig
 
@@ -95,3 +96,21 @@ def walk_candidates(folder: FolderConfig) -> Iterator[Path]:
                     pending.append(path)
             elif relative_candidate(path, folder) is not None:
                 yield path
+
+
+def has_linked_parent(folder: FolderConfig, rel_path: str) -> bool:
+    """Whether a folder on the way to ``rel_path`` is now a symbolic link.
+
+    The walk never enters symlinked folders, but a subfolder can be swapped
+    for a link after a file in it was found; every later use of the path
+    checks again so that nothing outside the folder is read or moved.
+    """
+    parts = PurePosixPath(rel_path).parts[:-1]
+    for depth in range(1, len(parts) + 1):
+        try:
+            status = os.lstat(folder.path.joinpath(*parts[:depth]))
+        except FileNotFoundError:
+            return False
+        if stat.S_ISLNK(status.st_mode):
+            return True
+    return False

@@ -35,9 +35,16 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 
 from glossi_watch import retry
-from glossi_watch.api import GlossiClient, JobState, UploadStopped, job_request_body
+from glossi_watch.api import (
+    CreatedModel,
+    GlossiClient,
+    JobState,
+    UploadStopped,
+    job_request_body,
+)
 from glossi_watch.config import ApiConfig, FolderConfig, Secret
 from glossi_watch.crashpoints import crash_point
 from glossi_watch.errors import (
@@ -145,36 +152,43 @@ class BatchRunner(UploadSteps):
             self.store.update_batch(batch["id"], state="filed")
             return False
         folder = self.folders[batch["folder"]]
-        body = job_request_body(folder, [row["rel_path"] for row in files])
+        names = [PurePosixPath(row["rel_path"]).name for row in files]
+        body = job_request_body(folder, names)
 
-        record = self.store.add_job_record(batch["id"], "requested")
-        self.store.update_batch(batch["id"], state="creating")
+        with self.store.transaction():
+            record = self.store.add_job_record(batch["id"], "requested")
+            self.store.update_batch(batch["id"], state="creating")
         crash_point("job_intent_recorded")
         try:
             created = self.client.create_job(body)
         except PermanentApiError as exc:
             self.store.update_job_record(record, state="refused", note=str(exc))
             raise FailBatch("api_rejected", str(exc)) from exc
-        except ApiError:
-            self.store.update_job_record(record, state="not_created")
-            self.store.update_batch(batch["id"], state="pending")
+        except ApiError as exc:
+            # A request that may have reached the API may have made a job.
+            state = "orphan_possible" if exc.maybe_processed else "not_created"
+            with self.store.transaction():
+                self.store.update_job_record(record, state=state, note=str(exc))
+                self.store.update_batch(batch["id"], state="pending")
             raise
         crash_point("job_request_sent")
 
-        if len(created.models) != len(files):
+        pairs = _pair_models(files, created.models)
+        if pairs is None:
             self.store.update_job_record(
                 record, state="abandoned", job_id=created.job_id
             )
+            listed = [model.file_name for model in created.models]
             raise FailBatch(
                 "api_rejected",
-                f"job {created.job_id} lists {len(created.models)} models "
-                f"for {len(files)} files",
+                f"job {created.job_id} lists models {listed} that do not match "
+                f"the {len(files)} files asked for",
             )
         key = self.api_key()
         expires_at, lifetime = earliest_expiry(m.upload_url for m in created.models)
         with self.store.transaction():
             self.store.update_job_record(record, state="created", job_id=created.job_id)
-            for row, model in zip(files, created.models, strict=True):
+            for row, model in pairs:
                 self.store.update_file(
                     row["id"],
                     model_id=model.model_id,
@@ -210,7 +224,10 @@ class BatchRunner(UploadSteps):
 
     def _confirm(self, batch: Row) -> bool:
         job_id = batch["job_id"]
-        current = self.client.get_job(job_id)
+        try:
+            current = self.client.get_job(job_id)
+        except PermanentApiError as exc:
+            raise Abandon(f"the API no longer knows job {job_id}: {exc}") from exc
         if current.status == "AWAITING_UPLOADS":
             try:
                 self.client.confirm_uploads(job_id)
@@ -236,19 +253,21 @@ class BatchRunner(UploadSteps):
     def _poll(self, batch: Row) -> bool:
         if (batch["next_step_at"] or 0) > time.time():
             return False
-        folder = self.folders[batch["folder"]]
-        if _seconds_since(batch["confirmed_at"]) > folder.job_timeout_seconds:
-            raise FailBatch(
-                "job_timeout",
-                f"Job {batch['job_id']} did not finish within "
-                f"{folder.job_timeout_seconds:.0f} s (last status "
-                f"{batch['job_status'] or 'unknown'}).",
-            )
         try:
             state = self.client.get_job(batch["job_id"])
         except PermanentApiError as exc:
             raise FailBatch("job_lost", str(exc)) from exc
         polls = (batch["poll_count"] or 0) + 1
+        folder = self.folders[batch["folder"]]
+        # Only an answer that still says "not finished" can time a job out:
+        # an outage, or the daemon being down, never fails a finished job.
+        overdue = _seconds_since(batch["confirmed_at"]) > folder.job_timeout_seconds
+        if not state.finished and overdue:
+            raise FailBatch(
+                "job_timeout",
+                f"Job {batch['job_id']} did not finish within "
+                f"{folder.job_timeout_seconds:.0f} s (status {state.status}).",
+            )
         if not state.finished:
             interval = min(
                 self.api.poll_interval_seconds * 1.5 ** min(polls, 20),
@@ -346,7 +365,11 @@ class BatchRunner(UploadSteps):
             moved = waiting
         elif split and len(waiting) > 1:
             moved = waiting[1:]
-        elif split and self._expiries(batch["id"]) + 1 >= MAX_EXPIRED_URLS:
+        elif (
+            split
+            and self.store.count_attempts(batch["id"], "expired") + 1
+            >= MAX_EXPIRED_URLS
+        ):
             raise FailBatch(
                 "upload_too_slow",
                 "The upload could not finish before its upload URL expired, "
@@ -383,14 +406,6 @@ class BatchRunner(UploadSteps):
             "job_abandoned", job_id=batch["job_id"], reason=why, split_off=len(moved)
         )
 
-    def _expiries(self, batch_id: int) -> int:
-        rows = self.store.query(
-            "SELECT count(*) AS n FROM attempts WHERE batch_id = ? "
-            "AND step = 'job' AND outcome = 'expired'",
-            (batch_id,),
-        )
-        return int(rows[0]["n"])
-
     def _fail_batch(self, batch: Row, reason: str, message: str) -> None:
         with self.store.transaction():
             for row in self.store.batch_files(batch["id"]):
@@ -425,6 +440,26 @@ class BatchRunner(UploadSteps):
             retry_in_seconds=round(delay, 1),
             attempt=count,
         )
+
+
+def _pair_models(
+    files: list[Row], models: tuple[CreatedModel, ...]
+) -> list[tuple[Row, CreatedModel]] | None:
+    """Each file with the model the API created for it, or None if unclear.
+
+    Models are matched by ``fileName``; the order of the answer is used only
+    when names repeat (the same name from two subfolders) or are missing.
+    """
+    names = [PurePosixPath(row["rel_path"]).name for row in files]
+    returned = [model.file_name for model in models]
+    if len(returned) != len(names):
+        return None
+    if returned == names or not any(returned):
+        return list(zip(files, models, strict=True))
+    if sorted(returned) != sorted(names) or len(set(names)) != len(names):
+        return None
+    by_name = {model.file_name: model for model in models}
+    return [(row, by_name[name]) for row, name in zip(files, names, strict=True)]
 
 
 def _seconds_since(timestamp: str | None) -> float:

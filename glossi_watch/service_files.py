@@ -259,6 +259,7 @@ def _service_body(
         "NotifyAccess=main",
         "WatchdogSec=60",
         f"ExecStart={exec_start}",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         f"User={user}",
         f"Group={group}",
         "# Group-writable files, for folders an artists' group shares.",

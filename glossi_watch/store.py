@@ -30,6 +30,7 @@ from sqlite_utils import Database
 
 from glossi_watch.errors import StoreError
 from glossi_watch.fsinfo import MOUNTINFO, mount_of
+from glossi_watch.logs import redact
 
 Row = dict[str, Any]
 
@@ -221,7 +222,9 @@ class StateStore:
 
     def update_file(self, file_id: int, **fields: Any) -> None:
         with self.transaction() as db:
-            db.table("files").update(file_id, {**fields, "updated_at": utc_now()})
+            db.table("files").update(
+                file_id, {**_scrub(fields), "updated_at": utc_now()}
+            )
 
     def file(self, file_id: int) -> Row:
         rows = self.query("SELECT * FROM files WHERE id = ?", (file_id,))
@@ -317,7 +320,9 @@ class StateStore:
 
     def update_batch(self, batch_id: int, **fields: Any) -> None:
         with self.transaction() as db:
-            db.table("batches").update(batch_id, {**fields, "updated_at": utc_now()})
+            db.table("batches").update(
+                batch_id, {**_scrub(fields), "updated_at": utc_now()}
+            )
 
     def wake_batches(self) -> None:
         """Make every unfinished batch due now (after the key was replaced)."""
@@ -350,7 +355,9 @@ class StateStore:
 
     def update_job_record(self, record_id: int, **fields: Any) -> None:
         with self.transaction() as db:
-            db.table("jobs").update(record_id, {**fields, "updated_at": utc_now()})
+            db.table("jobs").update(
+                record_id, {**_scrub(fields), "updated_at": utc_now()}
+            )
 
     def job_records(self, batch_id: int) -> list[Row]:
         return self.query(
@@ -375,10 +382,18 @@ class StateStore:
                     "file_id": file_id,
                     "step": step,
                     "outcome": outcome,
-                    "detail": detail,
+                    "detail": redact(detail),
                     "at": utc_now(),
                 }
             )
+
+    def count_attempts(self, batch_id: int, outcome: str) -> int:
+        """How many attempts of the batch ended with ``outcome``."""
+        rows = self.query(
+            "SELECT count(*) AS n FROM attempts WHERE batch_id = ? AND outcome = ?",
+            (batch_id, outcome),
+        )
+        return int(rows[0]["n"])
 
     def attempts_for_file(self, file_id: int, batch_id: int | None) -> list[Row]:
         return self.query(
@@ -427,6 +442,21 @@ def open_read_only(path: Path) -> sqlite3.Connection:
 def dumps(value: Any) -> str:
     """JSON for a text column."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+_FREE_TEXT = frozenset({"message", "detail", "job_error", "note", "reason"})
+
+
+def _scrub(fields: dict[str, Any]) -> dict[str, Any]:
+    """Free text from the API or errors, without secrets or signed URLs.
+
+    An API error body could echo the key or a presigned URL; what is stored
+    here is copied into sidecars, so it is cleaned before it is written.
+    """
+    return {
+        key: redact(value) if key in _FREE_TEXT and isinstance(value, str) else value
+        for key, value in fields.items()
+    }
 
 
 def _pk(value: Any) -> int:

@@ -26,7 +26,13 @@ from glossi_watch.errors import (
     PermanentUploadError,
     TransientUploadError,
 )
-from glossi_watch.fileinfo import FileIdentity, NotRegularFileError, open_regular
+from glossi_watch.fileinfo import (
+    FileIdentity,
+    NotRegularFileError,
+    hash_descriptor,
+    open_regular,
+)
+from glossi_watch.names import has_linked_parent
 from glossi_watch.sealing import unseal
 from glossi_watch.store import Row, StateStore, utc_now
 
@@ -89,18 +95,23 @@ class UploadSteps:
         key = self.api_key()
 
         files = self.store.batch_files(batch["id"])
+        sent_any = any(row["state"] == "uploaded" for row in files)
         for row in files:
             if row["state"] != "batched":
                 continue
             url = unseal(row["upload_seal"] or "", key)
             if url is None:
                 raise Abandon("the upload URLs were sealed under another API key")
-            first = not any(r["state"] == "uploaded" for r in files)
-            if not first and not self._time_left_for(row["size"], expires_at):
+            if sent_any and not self._time_left_for(row["size"], expires_at):
                 raise Abandon(
                     "too little of the upload URLs' life is left", expired=True
                 )
+            if expires_at <= time.time():
+                # Nothing of this job was sent in this run: it waited (a
+                # restart, an outage) past its URLs' life. No need to split.
+                raise Abandon("the upload URLs expired before the upload began")
             self._upload_one(batch, folder, row, url)
+            sent_any = True
             if self.stop.is_set():
                 return False
 
@@ -121,6 +132,9 @@ class UploadSteps:
 
     def _upload_one(self, batch: Row, folder: FolderConfig, row: Row, url: str) -> None:
         path = folder.path / row["rel_path"]
+        if has_linked_parent(folder, row["rel_path"]):
+            self._detach_changed(row, "a folder on its path became a link")
+            raise Abandon(f"{row['rel_path']} is no longer inside the folder")
         try:
             fd = open_regular(path)
         except (OSError, NotRegularFileError) as exc:
@@ -154,15 +168,19 @@ class UploadSteps:
                 on_progress=progress.update,
                 should_stop=self.stop.is_set,
             )
+        except TransientUploadError as exc:
+            if exc.code == "BadDigest" and hash_descriptor(fd)[1] != row["md5_base64"]:
+                # The bytes changed in place (same size and mtime): settle again.
+                self._detach_changed(row, "its content changed during the upload")
+                raise Abandon(f"{row['rel_path']} changed during its upload") from exc
+            raise
         except ExpiredUrlError as exc:
             self._record(batch, row, "upload", "expired", str(exc))
             raise Abandon("an upload URL expired", expired=True) from exc
         except PermanentUploadError as exc:
             self._record(batch, row, "upload", "refused", str(exc))
-            refused = (batch["retry_count"] or 0) + 1
-            if refused >= MAX_REFUSED_UPLOADS:
+            if self.store.count_attempts(batch["id"], "refused") >= MAX_REFUSED_UPLOADS:
                 raise FailBatch("upload_refused", str(exc)) from exc
-            self.store.update_batch(batch["id"], retry_count=refused)
             raise Abandon("the storage refused an upload") from exc
         crash_point("upload_sent")
 

@@ -27,7 +27,7 @@ KEY = "glsi_client_test"
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    with Sandbox(api_key=KEY, data_dir=tmp_path / "data", url_ttl_seconds=2) as running:
+    with Sandbox(api_key=KEY, data_dir=tmp_path / "data") as running:
         yield running
 
 
@@ -95,9 +95,13 @@ def test_an_expired_url_and_a_bad_digest_are_told_apart(
         with pytest.raises(TransientUploadError) as digest:
             client.upload(url, fd, size=len(data), md5_base64=md5_of(b"other"))
         client.upload(url, fd, size=len(data), md5_base64=md5_of(data))
+        sandbox.add_fault("url_ttl", seconds=1)
+        short = client.create_job(job_request_body(folder(tmp_path), ["Box.glb"]))
         time.sleep(2.5)
         with pytest.raises(ExpiredUrlError):
-            client.upload(url, fd, size=len(data), md5_base64=md5_of(data))
+            client.upload(
+                short.models[0].upload_url, fd, size=len(data), md5_base64=md5_of(data)
+            )
     finally:
         os.close(fd)
         client.close()

@@ -177,3 +177,39 @@ def test_the_command_line_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1
     assert "folders[0].settle_seconds" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class TestOverlap:
+    def test_a_folder_inside_another_is_refused(self, tmp_path: Path) -> None:
+        text = minimal(tmp_path) + f'[[folders]]\npath = "{tmp_path / "hot" / "sub"}"\n'
+
+        with pytest.raises(ConfigError) as caught:
+            load_config(write(tmp_path, text))
+
+        assert caught.value.key == "folders[1].path"
+        assert "must not overlap" in caught.value.problem
+
+    def test_a_done_dir_inside_another_folder_is_refused(self, tmp_path: Path) -> None:
+        other = tmp_path / "other"
+        text = minimal(tmp_path) + (
+            f'[[folders]]\npath = "{other}"\ndone_dir = "{tmp_path / "hot" / "x"}"\n'
+        )
+
+        with pytest.raises(ConfigError) as caught:
+            load_config(write(tmp_path, text))
+
+        assert caught.value.key == "folders[1].done_dir"
+
+    def test_side_by_side_folders_are_fine(self, tmp_path: Path) -> None:
+        text = minimal(tmp_path) + f'[[folders]]\npath = "{tmp_path / "hot2"}"\n'
+
+        assert len(load_config(write(tmp_path, text)).folders) == 2
+
+
+def test_a_key_file_that_is_not_text_is_one_clear_error(tmp_path: Path) -> None:
+    key = key_file(tmp_path)
+    key.write_bytes(b"\xff\xfe\x00binary")
+    text = f'[api]\napi_key_file = "{key}"\n[[folders]]\npath = "{tmp_path / "hot"}"\n'
+
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(write(tmp_path, text))

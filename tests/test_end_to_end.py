@@ -123,4 +123,24 @@ def test_files_dropped_while_stopped_are_processed_at_start(
     assert daemon.stop() == 0
 
     assert len(sandbox.jobs()) == 1
-    assert sorted(p.name for p in hot.iterdir() if p.is_file()) == []
+    assert [p.name for p in hot.iterdir() if p.is_file()] == [".glossi-watch.lock"]
+
+
+def test_a_second_daemon_on_the_same_folder_stands_back(
+    tmp_path: Path, sandbox: SandboxProcess, samples: Path
+) -> None:
+    first_config = write_config(tmp_path, sandbox)
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    (second_dir / "hot").symlink_to(tmp_path / "hot")  # Same folder, other store.
+    second_config = write_config(second_dir, sandbox)
+    first = Daemon(first_config, tmp_path / "first.log").start()
+    wait_for(lambda: "watch_started" in first.log_text(), timeout=60)
+    second = Daemon(second_config, tmp_path / "second.log").start()
+    wait_for(lambda: "folder_in_use" in second.log_text(), timeout=60)
+
+    shutil.copyfile(samples / "Box.glb", tmp_path / "hot" / "Box.glb")
+    wait_for(lambda: (tmp_path / "hot" / "done" / "Box.glb.json").exists(), timeout=90)
+    assert second.stop() == 0 and first.stop() == 0
+
+    assert len(sandbox.jobs()) == 1

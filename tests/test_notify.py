@@ -50,11 +50,14 @@ def test_ready_then_heartbeats_that_stop_when_the_observer_dies(
         env={
             "NOTIFY_SOCKET": name,
             "WATCHDOG_USEC": "1000000",
-            "GLOSSI_WATCH_TEST_STOP_OBSERVERS_AFTER": "4",
+            "GLOSSI_WATCH_TEST_STOP_OBSERVERS_AFTER": "6",
         },
     ).start()
 
-    early = receive(sock, 3.0)
+    early: list[str] = []
+    wait_for(
+        lambda: early.extend(receive(sock, 0.5)) or "WATCHDOG=1" in early, timeout=60
+    )
     wait_for(lambda: "watcher_died" in daemon.log_text(), timeout=60)
     receive(sock, 1.0)  # Drop what was sent before the death was noticed.
     late = receive(sock, 4.0)
