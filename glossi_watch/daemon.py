@@ -50,9 +50,6 @@ FOLDER_LOCK_NAME = ".glossi-watch.lock"
 # A batch step that has shown no progress for this long counts as stuck:
 # far beyond any network timeout, so only a wedged thread gets there.
 STALL_SECONDS = 900.0
-# Test hook: stop the folder observers this many seconds after READY=1, to
-# prove that heartbeats stop when a watcher thread dies.
-STOP_OBSERVERS_VARIABLE = "GLOSSI_WATCH_TEST_STOP_OBSERVERS_AFTER"
 
 
 class Service:
@@ -69,6 +66,7 @@ class Service:
         self._next_heartbeat = self._next_status = 0.0
         self._unknown_folders: set[str] = set()
         self._folder_locks: dict[str, int] = {}
+        self._dead_watchers: set[str] = set()
         self._unavailable: set[str] = set()
         self.log = get_logger()
         self.inbox: queue.SimpleQueue[Seen] = queue.SimpleQueue()
@@ -127,7 +125,6 @@ class Service:
         self._scan_due()
         self.notifier.ready(self._status_line())
         next_watch_check = time.monotonic() + WATCH_CHECK_SECONDS
-        stop_observers_at = _test_stop_observers_at()
 
         while not self.stop.is_set():
             self._drain_inbox(time.monotonic() + TICK_SECONDS)
@@ -145,10 +142,6 @@ class Service:
             self._file_rejected()
             self._close_batches()
             self._dispatch()
-            if time.monotonic() >= stop_observers_at:
-                stop_observers_at = float("inf")
-                for watcher in self.watchers.values():
-                    watcher.stop()
             self._report_health()
 
     def _shutdown(self) -> None:
@@ -180,9 +173,12 @@ class Service:
             watcher = self.watchers.get(name)
             present = _available(folder)
             if watcher is not None and present and not watcher.is_alive():
-                self.log.error("watcher_died", folder=name)
+                if name not in self._dead_watchers:
+                    self._dead_watchers.add(name)
+                    self.log.error("watcher_died", folder=name)
                 if self.notifier.watchdog_seconds is not None:
                     continue  # Heartbeats stop; systemd restarts the process.
+                self._dead_watchers.discard(name)
                 del self.watchers[name]
                 self._start_watcher(name)
             elif watcher is not None and not present:
@@ -485,11 +481,6 @@ def _available(folder: FolderConfig) -> bool:
     if not folder.path.is_dir():
         return False
     return not (folder.expect_mount and looks_unmounted(folder.path))
-
-
-def _test_stop_observers_at() -> float:
-    delay = os.environ.get(STOP_OBSERVERS_VARIABLE, "")
-    return time.monotonic() + float(delay) if delay else float("inf")
 
 
 def folder_paths(config: Config) -> list[Path]:

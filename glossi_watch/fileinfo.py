@@ -39,9 +39,6 @@ class FileIdentity:
     def of(cls, status: os.stat_result) -> FileIdentity:
         return cls(status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
 
-    def same_file(self, other: FileIdentity) -> bool:
-        return (self.device, self.inode) == (other.device, other.inode)
-
 
 def open_regular(path: Path) -> int:
     """Open ``path`` for reading without following links or blocking.

@@ -13,6 +13,7 @@ One :class:`FolderWatcher` per hot folder. Events from ``done/`` and
 
 from __future__ import annotations
 
+import os
 import queue
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ from glossi_watch.config import FolderConfig
 from glossi_watch.fsinfo import mount_of
 from glossi_watch.logs import get_logger
 
+# Test hook: an event for a file of this name kills the observer thread, to
+# prove that heartbeats stop when a watcher thread dies.
+KILL_OBSERVER_VARIABLE = "GLOSSI_WATCH_TEST_KILL_OBSERVER_ON"
+
 
 @dataclass(frozen=True)
 class Seen:
@@ -45,6 +50,9 @@ class _Handler(FileSystemEventHandler):
         self.inbox = inbox
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        kill_on = os.environ.get(KILL_OBSERVER_VARIABLE)
+        if kill_on and os.path.basename(os.fsdecode(event.src_path)) == kill_on:
+            raise SystemExit("observer killed on purpose (test hook)")
         if isinstance(event, EventsLostEvent):
             self.inbox.put(Seen(self.folder, None))
             return

@@ -50,7 +50,7 @@ def test_ready_then_heartbeats_that_stop_when_the_observer_dies(
         env={
             "NOTIFY_SOCKET": name,
             "WATCHDOG_USEC": "1000000",
-            "GLOSSI_WATCH_TEST_STOP_OBSERVERS_AFTER": "6",
+            "GLOSSI_WATCH_TEST_KILL_OBSERVER_ON": "kill-the-observer",
         },
     ).start()
 
@@ -58,6 +58,7 @@ def test_ready_then_heartbeats_that_stop_when_the_observer_dies(
     wait_for(
         lambda: early.extend(receive(sock, 0.5)) or "WATCHDOG=1" in early, timeout=60
     )
+    (tmp_path / "hot" / "kill-the-observer").write_bytes(b"")
     wait_for(lambda: "watcher_died" in daemon.log_text(), timeout=60)
     receive(sock, 1.0)  # Drop what was sent before the death was noticed.
     late = receive(sock, 4.0)
