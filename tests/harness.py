@@ -48,6 +48,31 @@ def run_command(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
     )
 
 
+SANDBOX_COMMAND_SCRIPT = (
+    "import argparse, sys\n"
+    "from glossi_watch.sandbox import command\n"
+    "parser = argparse.ArgumentParser()\n"
+    "command.add_arguments(parser)\n"
+    "sys.exit(command.run(parser.parse_args(sys.argv[1:])))\n"
+)
+
+
+def sandbox_command_process(
+    args: Sequence[str], env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """The sandbox command's run() in a child process, with ``args``."""
+    return subprocess.Popen(
+        [sys.executable, "-c", SANDBOX_COMMAND_SCRIPT, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={
+            **(env if env is not None else os.environ),
+            "PYTHONPATH": str(PROJECT_ROOT),
+        },
+        text=True,
+    )
+
+
 def _environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLOSSI")}
     env["PYTHONPATH"] = str(PROJECT_ROOT)

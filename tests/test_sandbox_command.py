@@ -6,31 +6,17 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.harness import PROJECT_ROOT
+from tests.harness import sandbox_command_process
 
 
 def command_process(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     """Start the sandbox command in a child process through run()."""
-    script = (
-        "import argparse, sys\n"
-        "from glossi_watch.sandbox import command\n"
-        "parser = argparse.ArgumentParser()\n"
-        "command.add_arguments(parser)\n"
-        "sys.exit(command.run(parser.parse_args(sys.argv[1:])))\n"
-    )
-    return subprocess.Popen(
-        [sys.executable, "-c", script, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**env, "PYTHONPATH": str(PROJECT_ROOT)},
-        text=True,
-    )
+    return sandbox_command_process(args, env)
 
 
 class TestCommand:

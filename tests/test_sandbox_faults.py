@@ -13,8 +13,6 @@ import hashlib
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
@@ -30,7 +28,7 @@ from glossi_watch.sandbox.api import ApiHandler
 from glossi_watch.sandbox.errors import InvalidFault
 from glossi_watch.sandbox.fault_specs import ROUTES, FaultSpec
 from glossi_watch.sandbox.uploads import UploadHandler
-from tests.harness import PROJECT_ROOT, wait_for
+from tests.harness import sandbox_command_process, wait_for
 
 API_KEY = "glsi_fault_test_key_0123"
 KEYED = {"X-API-Key": API_KEY}
@@ -681,13 +679,6 @@ class TestFaultsOnTheCommandLine:
 
     def test_the_command_serves_with_its_faults_in_place(self, tmp_path: Path) -> None:
         """A fault given on the command line applies from the first request."""
-        script = (
-            "import argparse, sys\n"
-            "from glossi_watch.sandbox import command\n"
-            "parser = argparse.ArgumentParser()\n"
-            "command.add_arguments(parser)\n"
-            "sys.exit(command.run(parser.parse_args(sys.argv[1:])))\n"
-        )
         args = ["--port", "0", "--data-dir", str(tmp_path), "--api-key", API_KEY]
         args += [
             "--fault",
@@ -695,13 +686,7 @@ class TestFaultsOnTheCommandLine:
             "--fault",
             "html:get_job",
         ]
-        process = subprocess.Popen(
-            [sys.executable, "-c", script, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-            text=True,
-        )
+        process = sandbox_command_process(args)
         try:
             assert process.stdout is not None
             base_url = process.stdout.readline().strip()
